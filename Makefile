@@ -1,0 +1,30 @@
+# The two set-up commands of the README: `make demo` (main job) and `make test`.
+# Both create .venv on first use; torch is installed first and pinned, so that pip
+# takes the local CPU build instead of a multi-GB CUDA one.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash recipes/run_cpu_demo.sh
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_core
+
+clean:
+	rm -rf $(VENV) outputs

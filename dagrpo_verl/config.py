@@ -1,0 +1,129 @@
+"""DaGRPO configuration: the ``algorithm.dagrpo`` block and the policy-loss config.
+
+``algorithm.dagrpo`` is read from verl's ``algorithm`` DictConfig, which verl hands
+to every advantage estimator. In a plain verl config the block does not exist, so
+users add it with ``+algorithm.dagrpo.delta=3`` (or use our trainer config, which
+declares it). Unknown keys and bad values raise a ``ValueError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from verl.workers.config.actor import PolicyLossConfig
+
+__all__ = ["AnchorConfig", "DaGRPOConfig", "DaGRPOPolicyLossConfig", "dagrpo_config_from"]
+
+ON_MISSING_SCORE = ("keep", "mask")
+ANCHOR_TRIGGERS = ("hard", "always")
+ANCHOR_MODES = ("replace", "append")
+ON_FAILED_VERIFICATION = ("use", "skip")
+
+
+@dataclass(frozen=True)
+class AnchorConfig:
+    """``algorithm.dagrpo.anchor``: off-policy anchor mixing (LUFFY-style)."""
+
+    enable: bool = True
+    trigger: str = "hard"  # "hard": only groups with on-policy accuracy <= hard_max_accuracy; "always"
+    hard_max_accuracy: float = 0.0
+    num_anchors: int = 1
+    mode: str = "replace"  # "replace" the lowest-reward rollouts, or "append" to the group
+    on_failed_verification: str = "use"  # anchor whose answer fails math-verify: "use" or "skip"
+    judge_anchors: bool = False  # anchors are the judge's reference: score = max_score unless judged
+    max_score: float = 10.0
+
+    def __post_init__(self):
+        _check_choice("algorithm.dagrpo.anchor.trigger", self.trigger, ANCHOR_TRIGGERS)
+        _check_choice("algorithm.dagrpo.anchor.mode", self.mode, ANCHOR_MODES)
+        _check_choice(
+            "algorithm.dagrpo.anchor.on_failed_verification", self.on_failed_verification, ON_FAILED_VERIFICATION
+        )
+        if not isinstance(self.num_anchors, int) or self.num_anchors < 1:
+            raise ValueError(
+                f"algorithm.dagrpo.anchor.num_anchors must be an integer >= 1, got {self.num_anchors!r}; "
+                "set algorithm.dagrpo.anchor.enable=false to train without anchors."
+            )
+        if not 0.0 <= float(self.hard_max_accuracy) <= 1.0:
+            raise ValueError(
+                f"algorithm.dagrpo.anchor.hard_max_accuracy must be in [0, 1], got {self.hard_max_accuracy!r}."
+            )
+
+
+@dataclass(frozen=True)
+class DaGRPOConfig:
+    """``algorithm.dagrpo``: sequence-level gradient rectification (paper eq. 8-9)."""
+
+    delta: float = 3.0  # distinctiveness threshold δ on the 1-10 judge scale
+    rectification: bool = True  # False: plain (Dr.)GRPO advantages over the mixed group
+    on_missing_score: str = "keep"  # NaN judge score: "keep" the advantage, or "mask" (zero) it
+    anchor: AnchorConfig = field(default_factory=AnchorConfig)
+
+    def __post_init__(self):
+        _check_choice("algorithm.dagrpo.on_missing_score", self.on_missing_score, ON_MISSING_SCORE)
+        delta = float(self.delta)
+        if math.isnan(delta):
+            raise ValueError("algorithm.dagrpo.delta is NaN; set a number such as 3.0 (or -inf to disable masks).")
+
+
+def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key}={value!r} is not one of {list(allowed)}; set {key}=<one of them>.")
+
+
+def _build(cls, values: Mapping[str, Any], prefix: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"Unknown key(s) {[prefix + '.' + k for k in unknown]}; valid keys under {prefix}: {sorted(known)}."
+        )
+    kwargs = dict(values)
+    if cls is DaGRPOConfig and "anchor" in kwargs:
+        kwargs["anchor"] = _build(AnchorConfig, dict(kwargs["anchor"] or {}), prefix + ".anchor")
+    return cls(**kwargs)
+
+
+def dagrpo_config_from(algorithm_config: Any | None) -> DaGRPOConfig:
+    """Read ``algorithm.dagrpo`` from verl's algorithm config (DictConfig, AlgoConfig or dict).
+
+    A missing block gives the defaults.
+    """
+    if algorithm_config is None:
+        return DaGRPOConfig()
+    if isinstance(algorithm_config, DaGRPOConfig):
+        return algorithm_config
+    block = algorithm_config.get("dagrpo", None) if hasattr(algorithm_config, "get") else None
+    if block is None:
+        return DaGRPOConfig()
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(block, DictConfig):
+            block = OmegaConf.to_container(block, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf is a dependency of verl
+        pass
+    return _build(DaGRPOConfig, dict(block), "algorithm.dagrpo")
+
+
+@dataclass
+class DaGRPOPolicyLossConfig(PolicyLossConfig):
+    """``actor_rollout_ref.actor.policy_loss`` for DaGRPO.
+
+    Select it with ``actor_rollout_ref.actor.policy_loss._target_=dagrpo_verl.config.DaGRPOPolicyLossConfig``
+    (verl's ``PolicyLossConfig`` rejects unknown keys such as ``off_policy_gamma``).
+
+    Args:
+        off_policy_gamma (float): γ of LUFFY's policy shaping f(p) = p / (p + γ) on anchor tokens.
+    """
+
+    loss_mode: str = "dagrpo"
+    off_policy_gamma: float = 0.1
+
+    def __post_init__(self):
+        if not self.off_policy_gamma > 0:
+            raise ValueError(
+                f"actor_rollout_ref.actor.policy_loss.off_policy_gamma must be > 0, got {self.off_policy_gamma!r}."
+            )
