@@ -1,0 +1,20 @@
+"""Names of the per-sample fields DaGRPO adds to verl's batches.
+
+One place for every name, so the reward function, the anchor mixer, the trainer
+hooks and the estimator agree.
+"""
+
+#: Reward extra-info key (returned by ``dagrpo_verl.reward.compute_score``): the judge score
+#: S in [1, 10] of one response, NaN when the judge gave none. Float per sample.
+JUDGE_SCORE = "judge_score"
+
+#: Reward extra-info key: 1.0 iff the final answer is correct (math-verify). Float per sample.
+ACC = "acc"
+
+#: Per-sample flag (non_tensor_batch / TransferQueue field / reward ``extra_info``):
+#: True iff the response is an off-policy anchor (expert solution), not a rollout.
+IS_ANCHOR = "is_anchor"
+
+#: Key inside a data row's ``extra_info`` holding the expert solution text (the anchor,
+#: and the judge's reference solution o_demo).
+ANCHOR_TEXT = "anchor"
