@@ -1,0 +1,337 @@
+"""DaGRPO maths as pure functions over tensors (no verl trainer state, no I/O).
+
+Notation follows the paper (Xie et al., arXiv 2512.06337):
+
+* ``G_mix``: the mixed group of one prompt -- its on-policy rollouts plus any
+  off-policy anchors. Groups are identified by verl's ``uid`` index array, in any
+  order; nothing here depends on the position of a sample in the batch.
+* Advantage (Dr.GRPO, the paper's implementation): ``A_i = R_i - mean_{G_mix}(R)``,
+  optionally divided by ``std_{G_mix}(R) + eps`` (verl's ``norm_adv_by_std_in_grpo``).
+  A group of one sample has no relative signal: its advantage is 0.
+* Distinctiveness masks (eq. 8-9), with ``G+ = {A > 0}``, ``G- = {A < 0}`` and
+  judge scores ``S``::
+
+      S_max- = max_{k in G-} S_k            S_min+ = min_{j in G+} S_j
+      λ+(j)  = 1[S_j - S_max- >= δ]         λ-(k)  = 1[S_min+ - S_k >= δ]
+      A'_i   = λ_i · A_i                    (no re-centring after masking)
+
+  Samples with ``A_i = 0`` are untouched. A NaN score means "the judge gave
+  none": such a sample never sets ``S_max-``/``S_min+``; under the ``keep``
+  policy it is never masked, under ``mask`` its advantage is zeroed.
+* Policy loss (eq. 13 gradient, LUFFY-style policy shaping for anchors):
+  on-policy tokens use verl's clipped PPO surrogate (``vanilla``, dual clip
+  included); anchor tokens maximise ``A · f(p)`` with ``f(p) = p / (p + γ)``,
+  ``p = exp(log_prob)``, no clipping (behaviour probability taken as 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from verl.trainer.ppo.core_algos import agg_loss
+from verl.utils import torch_functional as verl_F
+from verl.utils.groupwise import as_torch_index
+
+__all__ = [
+    "group_ids_from_index",
+    "group_relative_advantage",
+    "distinctiveness_keep_mask",
+    "compute_dagrpo_outcome_advantage",
+    "compute_dagrpo_policy_loss",
+    "token_anchor_mask",
+]
+
+
+def group_ids_from_index(index: Any, device: torch.device | str | None = None) -> torch.Tensor:
+    """Map verl's group labels (``uid`` strings, ints, ...) to contiguous ids.
+
+    Args:
+        index: ``(bs,)`` array-like of hashable group labels, any order.
+
+    Returns:
+        ``(bs,)`` ``torch.long`` tensor with values in ``0..num_groups-1``.
+    """
+    return as_torch_index(index, device=device)
+
+
+def _group_sum(values: torch.Tensor, group_ids: torch.Tensor, num_groups: int) -> torch.Tensor:
+    return torch.zeros(num_groups, dtype=values.dtype, device=values.device).index_add_(0, group_ids, values)
+
+
+@torch.no_grad()
+def group_relative_advantage(
+    rewards: torch.Tensor,
+    group_ids: torch.Tensor,
+    norm_adv_by_std_in_grpo: bool = False,
+    epsilon: float = 1e-6,
+) -> torch.Tensor:
+    """Group-relative outcome advantage over the mixed group.
+
+    ``A_i = R_i - mean_g(R)``; with ``norm_adv_by_std_in_grpo`` divided by
+    ``std_g(R) + epsilon`` (unbiased std, as verl's ``grpo``). Singleton groups get 0.
+
+    Args:
+        rewards: ``(bs,)`` float sequence rewards R.
+        group_ids: ``(bs,)`` long group ids (see :func:`group_ids_from_index`).
+        norm_adv_by_std_in_grpo: divide by the group std (GRPO) or not (Dr.GRPO).
+        epsilon: added to the std.
+
+    Returns:
+        ``(bs,)`` float32 advantages.
+    """
+    rewards = rewards.to(torch.float32)
+    num_groups = int(group_ids.max().item()) + 1 if group_ids.numel() else 0
+    count = _group_sum(torch.ones_like(rewards), group_ids, num_groups)
+    mean = _group_sum(rewards, group_ids, num_groups) / count.clamp_min(1.0)
+    centered = rewards - mean[group_ids]
+    if norm_adv_by_std_in_grpo:
+        var = _group_sum(centered * centered, group_ids, num_groups) / (count - 1.0).clamp_min(1.0)
+        centered = centered / (var.sqrt()[group_ids] + epsilon)
+    return torch.where(count[group_ids] > 1.0, centered, torch.zeros_like(centered))
+
+
+@torch.no_grad()
+def distinctiveness_keep_mask(
+    advantages: torch.Tensor,
+    judge_scores: torch.Tensor,
+    group_ids: torch.Tensor,
+    delta: float = 3.0,
+    on_missing_score: str = "keep",
+) -> torch.Tensor:
+    """λ of paper eq. 8-9: which samples keep their advantage.
+
+    Args:
+        advantages: ``(bs,)`` group-relative advantages A (sign defines G+ / G-).
+        judge_scores: ``(bs,)`` float judge scores S; NaN = missing.
+        group_ids: ``(bs,)`` long group ids.
+        delta: distinctiveness threshold δ; ties at exactly δ are kept (``>=``).
+        on_missing_score: ``"keep"`` (a NaN-scored sample is never masked) or
+            ``"mask"`` (its advantage is zeroed). Either way it never sets
+            ``S_max-`` / ``S_min+``.
+
+    Returns:
+        ``(bs,)`` bool: True = keep A_i, False = zero it. Samples with A_i = 0 are True.
+    """
+    if on_missing_score not in ("keep", "mask"):
+        raise ValueError(f"on_missing_score must be 'keep' or 'mask', got {on_missing_score!r}.")
+    scores = judge_scores.to(device=advantages.device, dtype=torch.float32)
+    num_groups = int(group_ids.max().item()) + 1 if group_ids.numel() else 0
+    positive, negative = advantages > 0, advantages < 0
+    scored = ~torch.isnan(scores)
+    inf = torch.tensor(float("inf"), device=scores.device)
+
+    # S_max- per group (-inf when the group has no scored negative) and S_min+ (+inf likewise).
+    best_negative = torch.full((num_groups,), -float("inf"), device=scores.device).scatter_reduce_(
+        0, group_ids, torch.where(negative & scored, scores, -inf), reduce="amax"
+    )
+    worst_positive = torch.full((num_groups,), float("inf"), device=scores.device).scatter_reduce_(
+        0, group_ids, torch.where(positive & scored, scores, inf), reduce="amin"
+    )
+    keep_positive = scores - best_negative[group_ids] >= delta  # eq. 8
+    keep_negative = worst_positive[group_ids] - scores >= delta  # eq. 9
+    keep = torch.where(positive, keep_positive, torch.where(negative, keep_negative, True))
+    if on_missing_score == "keep":
+        return keep | ~scored
+    return keep & (scored | (advantages == 0))
+
+
+@torch.no_grad()
+def compute_dagrpo_outcome_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: Any,
+    judge_scores: torch.Tensor | None = None,
+    anchor_mask: torch.Tensor | None = None,
+    delta: float = 3.0,
+    rectification: bool = True,
+    on_missing_score: str = "keep",
+    norm_adv_by_std_in_grpo: bool = False,
+    epsilon: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """DaGRPO advantage: group-relative advantage over G_mix, then eq. 8-9 masks.
+
+    Args:
+        token_level_rewards: ``(bs, T)`` rewards; the sequence reward R is their sum.
+        response_mask: ``(bs, T)`` valid response tokens.
+        index: ``(bs,)`` group labels (verl's ``uid``), any order.
+        judge_scores: ``(bs,)`` float judge scores (NaN = missing). Required when
+            ``rectification`` is on.
+        anchor_mask: ``(bs,)`` bool, True for off-policy anchors (statistics only:
+            anchors are ordinary members of G_mix for the advantage and the masks).
+        delta, on_missing_score: see :func:`distinctiveness_keep_mask`.
+        rectification: False gives plain (Dr.)GRPO advantages over G_mix.
+        norm_adv_by_std_in_grpo, epsilon: see :func:`group_relative_advantage`.
+
+    Returns:
+        ``advantages`` ``(bs, T)``, ``returns`` ``(bs, T)`` (the same tensor, as verl's
+        GRPO estimators), and ``stats``: 0-dim tensors
+
+        * ``pos_masked_frac``: masked positives / positives (0 if none),
+        * ``neg_masked_frac``: masked negatives / negatives,
+        * ``missing_scores``: samples with a NaN judge score,
+        * ``anchor_frac``: anchors / samples,
+        * ``anchor_groups_frac``: groups with at least one anchor / groups,
+        * ``anchor_retained_frac``: anchors whose nonzero advantage survived / anchors with A != 0,
+        * ``anchor_reward_mean``: mean reward of anchors (NaN without anchors).
+    """
+    if rectification and judge_scores is None:
+        raise ValueError(
+            "DaGRPO rectification needs per-sample judge scores: pass `judge_scores` (float tensor (bs,), NaN = "
+            "missing), e.g. from the reward extra-info key 'judge_score' returned by dagrpo_verl.reward.compute_score "
+            "(reward.custom_reward_function.path=pkg://dagrpo_verl.reward), or switch the masks off with "
+            "+algorithm.dagrpo.rectification=false."
+        )
+    if index is None:
+        raise ValueError("DaGRPO needs the group index (verl's non_tensor_batch['uid']); got index=None.")
+    rewards = token_level_rewards.sum(dim=-1)
+    group_ids = group_ids_from_index(index, device=rewards.device)
+    if group_ids.numel() != rewards.numel():
+        raise ValueError(f"index has {group_ids.numel()} labels for {rewards.numel()} samples.")
+    advantages = group_relative_advantage(rewards, group_ids, norm_adv_by_std_in_grpo, epsilon)
+
+    if rectification:
+        scores = torch.as_tensor(judge_scores, dtype=torch.float32, device=rewards.device).reshape(-1)
+        if scores.numel() != rewards.numel():
+            raise ValueError(f"judge_scores has {scores.numel()} values for {rewards.numel()} samples.")
+        keep = distinctiveness_keep_mask(advantages, scores, group_ids, delta, on_missing_score)
+        missing = torch.isnan(scores).sum()
+    else:
+        keep = torch.ones_like(advantages, dtype=torch.bool)
+        missing = torch.isnan(torch.as_tensor(judge_scores)).sum() if judge_scores is not None else torch.tensor(0)
+    rectified = advantages * keep
+
+    stats = _advantage_stats(advantages, keep, group_ids, rewards, anchor_mask)
+    stats["missing_scores"] = missing.to(torch.float32)
+    token_advantages = rectified.unsqueeze(-1) * response_mask
+    return token_advantages, token_advantages, stats
+
+
+def _advantage_stats(
+    advantages: torch.Tensor,
+    keep: torch.Tensor,
+    group_ids: torch.Tensor,
+    rewards: torch.Tensor,
+    anchor_mask: torch.Tensor | None,
+) -> dict[str, torch.Tensor]:
+    positive, negative = advantages > 0, advantages < 0
+    masked = ~keep
+    stats = {
+        "pos_masked_frac": (masked & positive).sum() / positive.sum().clamp_min(1),
+        "neg_masked_frac": (masked & negative).sum() / negative.sum().clamp_min(1),
+    }
+    anchors = (
+        torch.zeros_like(keep)
+        if anchor_mask is None
+        else torch.as_tensor(anchor_mask, device=keep.device).reshape(-1).to(torch.bool)
+    )
+    num_groups = int(group_ids.max().item()) + 1 if group_ids.numel() else 1
+    groups_with_anchor = _group_sum(anchors.to(torch.float32), group_ids, num_groups) > 0
+    active_anchors = anchors & (advantages != 0)
+    stats["anchor_frac"] = anchors.float().mean() if anchors.numel() else torch.tensor(0.0)
+    stats["anchor_groups_frac"] = groups_with_anchor.float().mean()
+    stats["anchor_retained_frac"] = (active_anchors & keep).sum() / active_anchors.sum().clamp_min(1)
+    stats["anchor_reward_mean"] = (
+        rewards[anchors].float().mean() if anchors.any() else torch.tensor(float("nan"))
+    )
+    return {k: v.to(torch.float32) for k, v in stats.items()}
+
+
+def token_anchor_mask(anchor_mask: torch.Tensor | np.ndarray | None, response_mask: torch.Tensor) -> torch.Tensor | None:
+    """Broadcast a per-sample ``(bs,)`` or per-token ``(bs, T)`` anchor flag to ``(bs, T)`` bool.
+
+    Returns None when there is no flag or no anchor at all (the pure on-policy fast path).
+    """
+    if anchor_mask is None:
+        return None
+    flags = torch.as_tensor(anchor_mask, device=response_mask.device).to(torch.bool)
+    if flags.dim() == 1:
+        if flags.shape[0] != response_mask.shape[0]:
+            raise ValueError(f"anchor_mask has {flags.shape[0]} rows for a batch of {response_mask.shape[0]}.")
+        flags = flags.unsqueeze(-1).expand_as(response_mask)
+    elif flags.shape != response_mask.shape:
+        raise ValueError(f"anchor_mask shape {tuple(flags.shape)} matches neither (bs,) nor {tuple(response_mask.shape)}.")
+    return flags if bool(flags.any()) else None
+
+
+def compute_dagrpo_policy_loss(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    anchor_mask: torch.Tensor | None = None,
+    loss_agg_mode: str = "token-mean",
+    clip_ratio_low: float = 0.2,
+    clip_ratio_high: float = 0.2,
+    clip_ratio_c: float = 3.0,
+    off_policy_gamma: float = 0.1,
+    rollout_is_weights: torch.Tensor | None = None,
+    global_batch_info: dict[str, Any] | None = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Mixed policy loss: clipped PPO on rollout tokens, policy shaping on anchor tokens.
+
+    On-policy tokens: exactly verl's ``vanilla`` loss (ratio clamp of the log-ratio
+    to [-20, 20], clip to ``[1 - clip_ratio_low, 1 + clip_ratio_high]``, dual clip
+    ``clip_ratio_c`` for negative advantages, rollout-correction weights).
+    Anchor tokens (LUFFY policy shaping): loss ``-A · p / (p + γ)`` with
+    ``p = exp(log_prob)``; no clipping, no rollout-correction weight (anchors have
+    no rollout log-probs; their behaviour probability is taken as 1).
+
+    Args:
+        old_log_prob: ``(bs, T)`` log-probs under the behaviour (old) policy.
+        log_prob: ``(bs, T)`` log-probs under the current policy (requires grad).
+        advantages: ``(bs, T)`` token advantages.
+        response_mask: ``(bs, T)`` bool/0-1 valid tokens.
+        anchor_mask: ``(bs,)`` or ``(bs, T)`` bool, True on anchor (off-policy) tokens; None = no anchors.
+        loss_agg_mode: any verl ``agg_loss`` mode.
+        clip_ratio_low, clip_ratio_high, clip_ratio_c: PPO clip and dual-clip bounds.
+        off_policy_gamma: γ of the shaping function f(p) = p / (p + γ).
+        rollout_is_weights: ``(bs, T)`` rollout-correction weights for on-policy tokens, or None.
+        global_batch_info: verl's ``config.global_batch_info`` (dp_size, batch_num_tokens, ...).
+
+    Returns:
+        ``(loss, metrics)``: scalar loss and verl-style metrics (python floats).
+    """
+    if clip_ratio_c <= 1.0:
+        raise ValueError(f"clip_ratio_c must be > 1.0 for dual-clip PPO, got {clip_ratio_c}.")
+    anchor_tokens = token_anchor_mask(anchor_mask, response_mask)
+    on_policy_mask = response_mask if anchor_tokens is None else response_mask.bool() & ~anchor_tokens
+
+    negative_approx_kl = torch.clamp(log_prob - old_log_prob, min=-20.0, max=20.0)
+    ratio = torch.exp(negative_approx_kl)
+    pg_losses1 = -advantages * ratio
+    pg_losses2 = -advantages * torch.clamp(ratio, 1 - clip_ratio_low, 1 + clip_ratio_high)
+    clip_pg_losses1 = torch.maximum(pg_losses1, pg_losses2)
+    pg_losses3 = -advantages * clip_ratio_c
+    clip_pg_losses2 = torch.min(pg_losses3, clip_pg_losses1)
+    pg_losses = torch.where(advantages < 0, clip_pg_losses2, clip_pg_losses1)
+    if rollout_is_weights is not None:
+        pg_losses = pg_losses * rollout_is_weights
+
+    metrics: dict[str, Any] = {
+        "actor/pg_clipfrac": verl_F.masked_mean(torch.gt(pg_losses2, pg_losses1).float(), on_policy_mask).item(),
+        "actor/ppo_kl": verl_F.masked_mean(-negative_approx_kl, on_policy_mask).item(),
+        "actor/pg_clipfrac_lower": verl_F.masked_mean(
+            torch.gt(clip_pg_losses1, pg_losses3) * (advantages < 0).float(), on_policy_mask
+        ).item(),
+    }
+
+    if anchor_tokens is not None:
+        # Only rows holding anchors pay for the shaping; anchors are a small share of the batch.
+        rows = anchor_tokens.any(dim=-1).nonzero(as_tuple=True)[0]
+        prob = torch.exp(log_prob[rows])
+        shaped = prob / (prob + off_policy_gamma)  # f(p) = p / (p + γ)
+        shaped_losses = -advantages[rows] * shaped
+        pg_losses = pg_losses.index_put((rows,), torch.where(anchor_tokens[rows], shaped_losses, pg_losses[rows]))
+        row_tokens = anchor_tokens[rows] & response_mask[rows].bool()
+        metrics["dagrpo/anchor_token_frac"] = (row_tokens.sum() / response_mask.sum().clamp_min(1)).item()
+        metrics["dagrpo/anchor_shaped_ratio_mean"] = verl_F.masked_mean(shaped.detach(), row_tokens).item()
+    else:
+        metrics["dagrpo/anchor_token_frac"] = 0.0
+
+    loss = agg_loss(
+        loss_mat=pg_losses, loss_mask=response_mask, loss_agg_mode=loss_agg_mode, **(global_batch_info or {})
+    )
+    return loss, metrics

@@ -1,0 +1,140 @@
+"""verl plugin: registers the ``dagrpo`` advantage estimator and policy loss.
+
+Loaded by ``import verl`` through the ``verl.plugins`` entry point (name ``dagrpo``),
+so the registrations exist in the driver and in every Ray worker that imports verl.
+verl only logs plugin import errors at DEBUG level; this module logs them at ERROR
+with the traceback and re-raises, so a broken install is loud.
+
+Both functions are thin adapters from verl's calling conventions to
+:mod:`dagrpo_verl.core`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+try:
+    from typing import Any, Optional
+
+    import numpy as np
+    import torch
+
+    from verl.trainer.ppo.core_algos import register_adv_est, register_policy_loss
+
+    from dagrpo_verl import core
+    from dagrpo_verl.config import dagrpo_config_from
+    from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE
+except Exception:  # pragma: no cover - exercised by the broken-install test in a subprocess
+    logger.error("dagrpo_verl: failed to register the DaGRPO estimator and loss with verl", exc_info=True)
+    raise
+
+__all__ = ["compute_dagrpo_advantage", "compute_policy_loss_dagrpo"]
+
+
+def _from_batch(name: str, non_tensor_batch: Optional[dict], batch: Any) -> Any:
+    """Per-sample field ``name`` from the kwargs verl PR #7473 passes to estimators."""
+    if non_tensor_batch is not None and name in non_tensor_batch:
+        return non_tensor_batch[name]
+    if batch is not None and name in batch.keys():
+        return batch[name]
+    return None
+
+
+def _as_float_scores(values: Any) -> torch.Tensor:
+    """Judge scores from a tensor or a (possibly object-dtype) numpy array; None -> NaN."""
+    if isinstance(values, torch.Tensor):
+        return values.to(torch.float32).reshape(-1)
+    array = np.asarray(values)
+    if array.dtype == object:
+        array = np.array([np.nan if v is None else v for v in array.reshape(-1)], dtype=np.float32)
+    return torch.as_tensor(array.astype(np.float32)).reshape(-1)
+
+
+@register_adv_est("dagrpo")
+def compute_dagrpo_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: Optional[np.ndarray] = None,
+    config: Any = None,
+    judge_scores: Optional[torch.Tensor] = None,
+    anchor_mask: Optional[torch.Tensor] = None,
+    non_tensor_batch: Optional[dict] = None,
+    batch: Any = None,
+    epsilon: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """verl advantage estimator ``dagrpo`` (``algorithm.adv_estimator=dagrpo``).
+
+    Args:
+        token_level_rewards: ``(bs, T)``.
+        response_mask: ``(bs, T)``.
+        index: ``(bs,)`` group labels (verl's ``uid``).
+        config: verl's ``algorithm`` config; reads ``norm_adv_by_std_in_grpo`` and
+            the ``dagrpo`` block (:class:`dagrpo_verl.config.DaGRPOConfig`).
+        judge_scores: ``(bs,)`` float, NaN = missing. Falls back to
+            ``non_tensor_batch['judge_score']`` / ``batch['judge_score']``.
+        anchor_mask: ``(bs,)`` bool. Falls back to ``non_tensor_batch['is_anchor']``.
+        non_tensor_batch, batch: the whole batch, as verl PR #7473 passes it.
+
+    Returns:
+        ``(advantages, returns)``, each ``(bs, T)``.
+    """
+    settings = dagrpo_config_from(config)
+    if judge_scores is None:
+        judge_scores = _from_batch(JUDGE_SCORE, non_tensor_batch, batch)
+    if anchor_mask is None:
+        anchor_mask = _from_batch(IS_ANCHOR, non_tensor_batch, batch)
+    norm_by_std = bool(config.get("norm_adv_by_std_in_grpo", True)) if config is not None else True
+    advantages, returns, _ = core.compute_dagrpo_outcome_advantage(
+        token_level_rewards=token_level_rewards,
+        response_mask=response_mask,
+        index=index,
+        judge_scores=None if judge_scores is None else _as_float_scores(judge_scores),
+        anchor_mask=None if anchor_mask is None else torch.as_tensor(np.asarray(anchor_mask, dtype=bool)),
+        delta=float(settings.delta),
+        rectification=settings.rectification,
+        on_missing_score=settings.on_missing_score,
+        norm_adv_by_std_in_grpo=norm_by_std,
+        epsilon=epsilon,
+    )
+    return advantages, returns
+
+
+@register_policy_loss("dagrpo")
+def compute_policy_loss_dagrpo(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    loss_agg_mode: str = "token-mean",
+    config: Any = None,
+    rollout_is_weights: Optional[torch.Tensor] = None,
+    anchor_mask: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """verl policy loss ``dagrpo`` (``actor_rollout_ref.actor.policy_loss.loss_mode=dagrpo``).
+
+    Same kwargs as verl's ``vanilla`` plus ``anchor_mask`` (``(bs,)`` or ``(bs, T)`` bool).
+    Without ``anchor_mask`` it equals ``vanilla``. γ comes from
+    ``config.policy_loss.off_policy_gamma`` (:class:`dagrpo_verl.config.DaGRPOPolicyLossConfig`),
+    0.1 when absent.
+    """
+    if config is None:
+        raise ValueError("the dagrpo policy loss needs the actor config (verl passes config=ActorConfig).")
+    clip_ratio = config.clip_ratio
+    policy_loss_config = config.get("policy_loss", None)
+    gamma = policy_loss_config.get("off_policy_gamma", 0.1) if policy_loss_config is not None else 0.1
+    return core.compute_dagrpo_policy_loss(
+        old_log_prob=old_log_prob,
+        log_prob=log_prob,
+        advantages=advantages,
+        response_mask=response_mask,
+        anchor_mask=anchor_mask,
+        loss_agg_mode=loss_agg_mode,
+        clip_ratio_low=config.clip_ratio_low if config.clip_ratio_low is not None else clip_ratio,
+        clip_ratio_high=config.clip_ratio_high if config.clip_ratio_high is not None else clip_ratio,
+        clip_ratio_c=config.get("clip_ratio_c", 3.0),
+        off_policy_gamma=float(gamma),
+        rollout_is_weights=rollout_is_weights,
+        global_batch_info=config.global_batch_info,
+    )
