@@ -61,38 +61,71 @@ def grade_math(response: str, ground_truth: str) -> bool:
     return bool(verify(gold, pred, timeout_seconds=timeout))
 
 
-_CHOICE_PATTERNS = (
-    re.compile(r"ANSWER\s*:\s*\$?\(?([A-J])\)?\b", re.IGNORECASE),
-    re.compile(r"\\boxed\{\s*\\?(?:text\{)?\(?([A-J])\)?\}?\s*\}"),
-    re.compile(r"answer is\s*:?\s*\(?([A-J])\)?\b", re.IGNORECASE),
+#: Option labels: letters for ARC-c, GPQA (A-D) and MMLU-Pro (A-J); a few ARC-c questions number
+#: their options 1-4 instead, so digit labels are graded the same way.
+LETTER_LABELS = "ABCDEFGHIJ"
+DIGIT_LABELS = "123456789"
+
+# A label must stand alone: "answer is C" counts, "answer is Carbon" does not. Labels are matched
+# case-sensitively ("the answer is a bit tricky" commits to nothing).
+_END = r"\s*\)?(?![A-Za-z0-9])"
+_DECOR = r"[\s*_$]*"  # markdown bold/italics and "$LETTER"-style dollars around a label
+# Explicit commitments: "ANSWER: C" (the GPQA prompt's required last line) and \boxed{C}.
+_EXPLICIT = (
+    r"(?i:answer){decor}:{decor}\(?\s*([{labels}])" + _END,
+    r"\\boxed\{\s*(?:\\text(?:bf)?\{)?\s*\(?\s*([{labels}])" + _END,
 )
+# Weaker phrasings, used only when the response has no explicit commitment.
+_PHRASED = (r"(?i:answer\s+is|answer\s+would\s+be|correct\s+(?:option|choice)\s+is){decor}:?{decor}\(?\s*([{labels}])" + _END,)
 
 
-def extract_choice(response: str) -> str | None:
-    """The option letter a response commits to: its last ``ANSWER: X``, ``\\boxed{X}``
-    or ``answer is X``; a response that is just a letter counts too."""
+def _compile(patterns: tuple[str, ...], labels: str) -> tuple[re.Pattern, ...]:
+    return tuple(re.compile(p.replace("{decor}", _DECOR).replace("{labels}", labels)) for p in patterns)
+
+
+_CHOICE_TIERS = {
+    labels: (_compile(_EXPLICIT, labels), _compile(_PHRASED, labels)) for labels in (LETTER_LABELS, DIGIT_LABELS)
+}
+
+
+def extract_choice(response: str, labels: str = LETTER_LABELS) -> str | None:
+    """The option label a response commits to, or None.
+
+    A response that is just a label (``"C"``, ``"(C)"``, ``"C."``) counts. Otherwise the last
+    explicit commitment (``ANSWER: C``, ``\\boxed{C}``, ``\\boxed{\\text{(C)}}``) wins; failing
+    that, the last ``answer is C``. ``labels`` is :data:`LETTER_LABELS` or :data:`DIGIT_LABELS`.
+    """
+    if labels not in _CHOICE_TIERS:
+        raise ValueError(f"labels must be LETTER_LABELS or DIGIT_LABELS, got {labels!r}.")
     tail = response[-MAX_GRADED_CHARS:]
-    stripped = tail.strip().strip("().").strip()
-    if len(stripped) == 1 and stripped.upper() in "ABCDEFGHIJ":
+    stripped = tail.strip().strip("().*").strip()
+    if len(stripped) == 1 and stripped.upper() in labels:
         return stripped.upper()
-    best: tuple[int, str] | None = None
-    for pattern in _CHOICE_PATTERNS:
-        for m in pattern.finditer(tail):
-            if best is None or m.start() > best[0]:
-                best = (m.start(), m.group(1).upper())
-    return None if best is None else best[1]
+    for tier in _CHOICE_TIERS[labels]:
+        best: tuple[int, str] | None = None
+        for pattern in tier:
+            for m in pattern.finditer(tail):
+                if best is None or m.start() > best[0]:
+                    best = (m.start(), m.group(1))
+        if best is not None:
+            return best[1]
+    return None
 
 
 def grade_choice(response: str, ground_truth: str) -> bool:
-    """True iff the response's chosen letter equals the ground-truth letter."""
-    chosen = extract_choice(response)
-    return chosen is not None and chosen == ground_truth.strip().upper()
+    """True iff the response's chosen option label equals the ground-truth label
+    (a letter A-J, or a digit 1-9 for the ARC-c questions numbered that way)."""
+    truth = ground_truth.strip().upper()
+    labels = DIGIT_LABELS if truth.isdigit() else LETTER_LABELS
+    chosen = extract_choice(response, labels)
+    return chosen is not None and chosen == truth
 
 
 def is_choice_task(data_source: str, ground_truth: str) -> bool:
     """Multiple-choice data sets are graded by letter, everything else by math-verify."""
     source = data_source.lower()
-    return any(s in source for s in _CHOICE_SOURCES) and len(ground_truth.strip()) == 1
+    truth = ground_truth.strip().upper()
+    return any(s in source for s in _CHOICE_SOURCES) and len(truth) == 1 and truth in LETTER_LABELS + DIGIT_LABELS
 
 
 def grade(response: str, ground_truth: str, data_source: str = "") -> bool:

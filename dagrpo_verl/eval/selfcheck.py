@@ -1,0 +1,99 @@
+"""Grader self-check: every reference answer must grade as correct, a wrong one as incorrect.
+
+For each problem the reference answer is fed back as a response (math: a short
+sentence ending in ``\\boxed{answer}``; multiple choice: ``ANSWER: X``). The wrong
+answer is another problem's reference answer from the same benchmark (a seeded
+shuffle, skipping answers with the same text); for multiple choice it is the
+next option label. ``benchmarks/grader_sweep.py`` runs this over every file;
+the tests run it on a deterministic sample.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from dagrpo_verl.eval.data import Problem
+from dagrpo_verl.grading import DIGIT_LABELS, LETTER_LABELS, grade, is_choice_task
+
+__all__ = ["SelfCheck", "reference_response", "wrong_answers", "grader_selfcheck"]
+
+
+def reference_response(problem: Problem, answer: str) -> str:
+    """A response that commits to ``answer`` in the format the problem's grader reads."""
+    if is_choice_task(problem.data_source, problem.ground_truth):
+        return f"Comparing the options, the best one is {answer}.\n\nANSWER: {answer}"
+    return f"Working through the problem step by step gives the result.\n\nThe final answer is $\\boxed{{{answer}}}$."
+
+
+def _other_label(truth: str) -> str:
+    labels = DIGIT_LABELS[:4] if truth.isdigit() else LETTER_LABELS[:4]
+    i = labels.find(truth)
+    return labels[(i + 1) % len(labels)] if i >= 0 else labels[0]
+
+
+def wrong_answers(problems: list[Problem], seed: int = 0) -> dict[str, str]:
+    """A wrong answer per problem uid: a shuffled reference answer of the same benchmark
+    (never one with the same text), or the next option label for multiple choice."""
+    rng = random.Random(seed)
+    by_benchmark: dict[str, list[Problem]] = {}
+    for p in problems:
+        by_benchmark.setdefault(p.benchmark.key, []).append(p)
+    wrong: dict[str, str] = {}
+    for group in by_benchmark.values():
+        answers = [p.ground_truth for p in group]
+        for p in group:
+            if is_choice_task(p.data_source, p.ground_truth):
+                wrong[p.uid] = _other_label(p.ground_truth.strip().upper())
+                continue
+            candidates = [a for a in answers if a.strip() != p.ground_truth.strip()]
+            if candidates:
+                wrong[p.uid] = rng.choice(candidates)
+    return wrong
+
+
+@dataclass
+class SelfCheck:
+    """Self-check counts of one benchmark (per distinct problem)."""
+
+    benchmark: str
+    problems: int = 0
+    rows: int = 0
+    reference_correct: int = 0
+    wrong_checked: int = 0
+    wrong_rejected: int = 0
+    reference_failures: list[tuple[str, str]] = field(default_factory=list)  # (uid, ground truth)
+    wrong_accepted: list[tuple[str, str, str]] = field(default_factory=list)  # (uid, ground truth, wrong answer)
+
+    @property
+    def reference_accuracy(self) -> float:
+        """Fraction of reference answers graded correct."""
+        return self.reference_correct / self.problems if self.problems else float("nan")
+
+    @property
+    def rejection_rate(self) -> float:
+        """Fraction of wrong answers graded incorrect."""
+        return self.wrong_rejected / self.wrong_checked if self.wrong_checked else float("nan")
+
+
+def grader_selfcheck(problems: list[Problem], seed: int = 0, progress: bool = True) -> dict[str, SelfCheck]:
+    """Grade every problem's reference answer and a wrong answer; results per benchmark key."""
+    wrong = wrong_answers(problems, seed)
+    results: dict[str, SelfCheck] = {}
+    for p in tqdm(problems, desc="grader self-check", disable=not progress):
+        r = results.setdefault(p.benchmark.key, SelfCheck(p.benchmark.key))
+        r.problems += 1
+        r.rows += p.repeats
+        if grade(reference_response(p, p.ground_truth), p.ground_truth, p.data_source):
+            r.reference_correct += 1
+        else:
+            r.reference_failures.append((p.uid, p.ground_truth))
+        if p.uid in wrong:
+            r.wrong_checked += 1
+            if grade(reference_response(p, wrong[p.uid]), p.ground_truth, p.data_source):
+                r.wrong_accepted.append((p.uid, p.ground_truth, wrong[p.uid]))
+            else:
+                r.wrong_rejected += 1
+    return results
