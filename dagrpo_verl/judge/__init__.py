@@ -1,0 +1,37 @@
+"""The DaGRPO judge: fine-grained scores S in [1, 10] of responses against a reference.
+
+Public API::
+
+    from dagrpo_verl.judge import JudgeConfig, JudgeItem, get_judge, pop_metrics
+
+    judge = get_judge({"backend": "openai", "base_url": "http://127.0.0.1:8000/v1", "model": "m"})
+    scores = await judge.score([JudgeItem(question, response, reference)])   # NaN = missing
+    metrics = pop_metrics()   # {"judge/latency_p50": ..., "judge/calls": ..., ...}, then reset
+
+Backends: ``openai`` (any OpenAI-compatible server), ``hf`` (local transformers model),
+``rule`` (no LLM), ``none``. See ``docs/judge.md`` for every config key and the failure policies.
+"""
+
+from dagrpo_verl.judge.config import BACKENDS, JudgeConfig, judge_config_from
+from dagrpo_verl.judge.core import Judge, get_judge, make_scorer
+from dagrpo_verl.judge.metrics import JudgeStats, pop_metrics, pop_stats
+from dagrpo_verl.judge.prompt import TEMPLATE_VERSION, build_prompt, parse_verdict
+from dagrpo_verl.judge.scorers import JudgeItem, RuleScorer, Scorer
+
+__all__ = [
+    "BACKENDS",
+    "TEMPLATE_VERSION",
+    "Judge",
+    "JudgeConfig",
+    "JudgeItem",
+    "JudgeStats",
+    "RuleScorer",
+    "Scorer",
+    "build_prompt",
+    "get_judge",
+    "judge_config_from",
+    "make_scorer",
+    "parse_verdict",
+    "pop_metrics",
+    "pop_stats",
+]
