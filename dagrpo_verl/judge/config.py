@@ -33,7 +33,8 @@ class JudgeConfig:
             (``/chat/completions`` is appended). A bare ``host:port`` (verl's reward router
             address) is read as ``http://host:port/v1``.
         model: ``openai``: the model name sent in the request. ``hf``: a local causal-LM
-            directory, or ``smollm2`` for the embedded SmolLM2-135M-Instruct.
+            directory, or ``smollm2`` for the embedded SmolLM2-135M-Instruct (converted once
+            into ``<cache_dir or ~/.cache/dagrpo_verl>/smollm2``).
         api_key_env: name of the environment variable that holds the API key ("" = no key).
             The key itself is never stored in the config, logged, or put in errors/metrics.
         max_concurrency: most judge requests in flight at once per process (``openai``).
@@ -48,7 +49,6 @@ class JudgeConfig:
         max_score: score given to anchors that are not judged.
         temperature: sampling temperature of the judge (0 = greedy).
         max_new_tokens: most tokens the judge may write.
-        gguf_file: ``hf`` only: GGUF file name inside ``model`` (set automatically for ``smollm2``).
     """
 
     backend: str = "rule"
@@ -65,7 +65,6 @@ class JudgeConfig:
     max_score: float = 10.0
     temperature: float = 0.0
     max_new_tokens: int = 512
-    gguf_file: str = ""
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -157,7 +156,7 @@ def judge_config_from(values: Any = None) -> JudgeConfig:
         )
     kwargs = dict(values)
     # A key given as null on the command line means "not set".
-    for key in ("base_url", "model", "api_key_env", "cache_dir", "gguf_file"):
+    for key in ("base_url", "model", "api_key_env", "cache_dir"):
         if key in kwargs and kwargs[key] is None:
             kwargs[key] = ""
     return JudgeConfig(**kwargs)

@@ -1,0 +1,135 @@
+"""DaGRPO reward function for verl: binary correctness plus the judge score.
+
+Use it from a verl config::
+
+    reward.custom_reward_function.path=pkg://dagrpo_verl.reward
+    reward.custom_reward_function.name=compute_score
+    +reward.custom_reward_function.reward_kwargs.judge.backend=openai
+    +reward.custom_reward_function.reward_kwargs.judge.base_url=http://127.0.0.1:8000/v1
+    +reward.custom_reward_function.reward_kwargs.judge.model=Qwen/Qwen2.5-7B-Instruct
+
+verl awaits this ``async`` function once per sample and runs the samples of a chunk
+concurrently (``RewardLoopWorker.compute_score_batch``), so judge requests overlap up to
+``judge.max_concurrency``. Every call returns the same keys::
+
+    {"score": R, "acc": R, "judge_score": S}
+
+R = 1.0 iff the final answer is correct (math-verify through :func:`dagrpo_verl.grading.grade`,
+option letters for multiple-choice sets), else 0.0. S in [1, 10] is the judge's score against
+the reference, NaN when missing. The reference is ``extra_info["anchor"]`` (the expert
+solution); without one the judge gets the ground-truth answer and is told so. Anchors
+(``extra_info["is_anchor"]``) get ``judge.max_score`` without a judge call unless
+``judge.judge_anchors=true``. The problem statement is read from ``extra_info["question"]``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Mapping
+
+from dagrpo_verl.fields import ACC, ANCHOR_TEXT, IS_ANCHOR, JUDGE_SCORE
+from dagrpo_verl.grading import grade
+from dagrpo_verl.judge.config import CONFIG_PREFIX, JudgeConfig, judge_config_from
+from dagrpo_verl.judge.core import get_judge
+from dagrpo_verl.judge.scorers import JudgeItem
+
+__all__ = ["QUESTION", "compute_score"]
+
+#: ``extra_info`` key holding the problem statement shown to the judge.
+QUESTION = "question"
+_NO_QUESTION = "(The problem statement is not available; judge the candidate against the reference.)"
+
+
+async def compute_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth: Any,
+    extra_info: Mapping[str, Any] | None = None,
+    judge: Any = None,
+    reward_router_address: str | None = None,
+    reward_model_tokenizer: Any = None,
+    **unknown: Any,
+) -> dict[str, float]:
+    """Reward of one response: ``{"score": R, "acc": R, "judge_score": S}``.
+
+    Args:
+        data_source: the row's ``data_source`` (selects letter grading for ARC/GPQA/MMLU).
+        solution_str: the decoded response.
+        ground_truth: the row's ``reward_model.ground_truth`` (a string or a number).
+        extra_info: the row's ``extra_info`` (``question``, ``anchor``, ``is_anchor``).
+        judge: the judge settings from ``reward.custom_reward_function.reward_kwargs.judge``
+            (see :class:`~dagrpo_verl.judge.config.JudgeConfig`); default: the rule scorer.
+        reward_router_address: passed by verl when a reward model is served; used as the
+            judge's ``base_url`` when ``judge.backend=openai`` and no ``base_url`` is set.
+        reward_model_tokenizer: passed by verl with the router address; not needed here.
+    """
+    del reward_model_tokenizer  # the judge talks text to an OpenAI-compatible endpoint
+    if unknown:
+        raise ValueError(
+            f"Unknown key(s) {sorted('reward.custom_reward_function.reward_kwargs.' + k for k in unknown)} for "
+            f"pkg://dagrpo_verl.reward:compute_score; its only setting is {CONFIG_PREFIX}.<key>."
+        )
+    if isinstance(ground_truth, (int, float)) and not isinstance(ground_truth, bool):
+        ground_truth = str(ground_truth)
+    if not isinstance(ground_truth, str):
+        raise ValueError(
+            f"reward_model.ground_truth must be a string answer, got {type(ground_truth).__name__} "
+            f"(data_source={data_source!r}); store one final answer per row."
+        )
+    extra_info = extra_info or {}
+    config = _config(judge, reward_router_address)
+    acc = 1.0 if grade(solution_str, ground_truth, str(data_source)) else 0.0
+
+    if config.backend == "none":
+        judge_score = math.nan
+    elif bool(extra_info.get(IS_ANCHOR, False)) and not config.judge_anchors:
+        judge_score = float(config.max_score)
+    else:
+        anchor = _text(extra_info.get(ANCHOR_TEXT))
+        item = JudgeItem(
+            question=_text(extra_info.get(QUESTION)) or _NO_QUESTION,
+            response=solution_str,
+            reference=anchor or ground_truth,
+            reference_kind="solution" if anchor else "answer",
+        )
+        judge_score = (await get_judge(config).score([item]))[0]
+    return {"score": acc, ACC: acc, JUDGE_SCORE: judge_score}
+
+
+def _text(value: Any) -> str:
+    """A text field: a string, or chat messages (``[{"role", "content"}, ...]``, as in LUFFY's
+    ``target`` column) whose contents are joined; "" when absent."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    try:
+        return "\n".join(str(message["content"]) for message in value)
+    except (TypeError, KeyError) as exc:
+        raise ValueError(
+            f"extra_info text field has type {type(value).__name__}; store a string or a list of "
+            "{'role', 'content'} messages."
+        ) from exc
+
+
+def _config(judge: Any, reward_router_address: str | None) -> JudgeConfig:
+    if judge is not None and not isinstance(judge, (Mapping, JudgeConfig)):
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(judge, DictConfig):
+            judge = OmegaConf.to_container(judge, resolve=True)
+    if isinstance(judge, Mapping):
+        values = dict(judge)
+        if values.get("backend") == "openai" and not values.get("base_url") and reward_router_address:
+            values["base_url"] = reward_router_address
+        try:
+            return _cached_config(tuple(sorted(values.items())))
+        except TypeError:  # an unhashable value: let the validator name it
+            return judge_config_from(values)
+    return judge_config_from(judge)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_config(items: tuple) -> JudgeConfig:
+    return judge_config_from(dict(items))
