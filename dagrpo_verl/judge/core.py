@@ -18,7 +18,7 @@ from dagrpo_verl.judge import metrics
 from dagrpo_verl.judge.cache import JudgeCache, cache_key
 from dagrpo_verl.judge.config import JudgeConfig, judge_config_from
 from dagrpo_verl.judge.prompt import TEMPLATE_VERSION
-from dagrpo_verl.judge.scorers import JudgeItem, RuleScorer, Scorer
+from dagrpo_verl.judge.scorers import JudgeItem, RuleScorer, Scorer, within_deadline
 
 __all__ = ["Judge", "get_judge", "make_scorer"]
 
@@ -87,7 +87,7 @@ class Judge:
         start = loop.time()
         try:
             try:
-                result = await asyncio.wait_for(self.scorer.judge(item, deadline), max(0.0, deadline - start))
+                result = await within_deadline(self.scorer.judge(item, deadline), deadline)
             except asyncio.TimeoutError:
                 result = None
             score = math.nan if result is None else float(result)

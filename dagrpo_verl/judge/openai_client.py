@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import random
 import time
@@ -26,7 +27,7 @@ import aiohttp
 from dagrpo_verl.judge import metrics
 from dagrpo_verl.judge.config import CONFIG_PREFIX, JudgeConfig
 from dagrpo_verl.judge.prompt import JudgePrompt
-from dagrpo_verl.judge.scorers import LLMScorer
+from dagrpo_verl.judge.scorers import LLMScorer, within_deadline
 
 __all__ = ["OpenAIScorer", "chat_completions_url"]
 
@@ -115,22 +116,23 @@ class OpenAIScorer(LLMScorer):
     async def complete(self, prompt: JudgePrompt, deadline: float) -> str | None:
         loop = asyncio.get_running_loop()
         state = self._state()
-        payload = {
-            "model": self.config.model,
-            "messages": list(prompt.messages),
-            "temperature": self.config.temperature,
-            "max_tokens": self.config.max_new_tokens,
-        }
+        body = json.dumps(
+            {
+                "model": self.config.model,
+                "messages": list(prompt.messages),
+                "temperature": self.config.temperature,
+                "max_tokens": self.config.max_new_tokens,
+            }
+        ).encode("utf-8")
         key = self.config.api_key()
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        last_error = "no attempt"
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        last_error = "deadline reached before the first attempt"
         for attempt in range(self.config.max_retries + 1):
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
             retry_after = None
             try:
-                await asyncio.wait_for(state.semaphore.acquire(), remaining)
+                await within_deadline(state.semaphore.acquire(), deadline)
             except asyncio.TimeoutError:
                 last_error = "deadline reached while waiting for a free connection slot"
                 break
@@ -140,9 +142,9 @@ class OpenAIScorer(LLMScorer):
                     break
                 metrics.record(calls=1)
                 timeout = aiohttp.ClientTimeout(total=min(self.config.timeout_s, remaining))
-                async with state.session.post(self.url, json=payload, headers=headers, timeout=timeout) as resp:
+                async with state.session.post(self.url, data=body, headers=headers, timeout=timeout) as resp:
                     if resp.status == 200:
-                        return _content(await resp.json(content_type=None))
+                        return _content(json.loads(await resp.read()))
                     last_error = f"HTTP {resp.status}"
                     if resp.status != 429 and resp.status < 500:
                         self._warn("judge request to %s rejected with HTTP %d; not retried", self.url, resp.status)
@@ -150,7 +152,7 @@ class OpenAIScorer(LLMScorer):
                     retry_after = _retry_after_seconds(resp.headers.get("Retry-After"))
             except asyncio.TimeoutError:
                 last_error = "timeout"
-            except (aiohttp.ClientError, ValueError) as exc:  # ValueError: body is not JSON
+            except (aiohttp.ClientError, ValueError) as exc:  # ValueError: the body is not JSON
                 last_error = type(exc).__name__
             finally:
                 state.semaphore.release()
@@ -160,7 +162,7 @@ class OpenAIScorer(LLMScorer):
             if delay is None:
                 delay = random.uniform(0.0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
             if loop.time() + delay >= deadline:
-                last_error += " (next retry would pass the deadline)"
+                last_error += " (the next retry would start after the deadline)"
                 break
             await asyncio.sleep(delay)
         self._warn("judge request to %s gave no answer (%s); score is missing", self.url, last_error)

@@ -8,16 +8,30 @@ adds batching, the deadline, the cache and the metrics on top, and exposes
 from __future__ import annotations
 
 import abc
+import asyncio
 import re
+import sys
 from dataclasses import dataclass
 
 from dagrpo_verl.grading import extract_boxed, grade_math
 from dagrpo_verl.judge import metrics
 from dagrpo_verl.judge.prompt import JudgePrompt, build_prompt, parse_verdict
 
-__all__ = ["JudgeItem", "LLMScorer", "RuleScorer", "Scorer"]
+__all__ = ["JudgeItem", "LLMScorer", "RuleScorer", "Scorer", "within_deadline"]
 
 REFERENCE_KINDS = ("solution", "answer")
+
+
+async def within_deadline(awaitable, deadline: float):
+    """Await ``awaitable``; raise ``asyncio.TimeoutError`` at event-loop time ``deadline``.
+
+    On Python >= 3.11 this uses ``asyncio.timeout_at``, which, unlike ``asyncio.wait_for``,
+    creates no extra task (that matters at a thousand judge requests per step).
+    """
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout_at(deadline):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, max(0.0, deadline - asyncio.get_running_loop().time()))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,88 @@
+"""Judge client throughput against a local OpenAI-compatible server.
+
+1,024 requests to a server (separate process, 127.0.0.1) that answers after 50 ms, with
+``judge.max_concurrency=64``. The ideal time is 1024 * 0.05 / 64 = 0.8 s; the target is
+within 1.2x of it (0.96 s). Prints one JSON line and exits non-zero when over the target.
+
+    .venv/bin/python -m benchmarks.bench_judge [--requests 1024 --concurrency 64 --delay 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+
+from dagrpo_verl.judge import JudgeItem, get_judge, pop_metrics
+
+
+def _start_server(delay: float) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagrpo_verl.judge.testing", "--delay", str(delay), "--score", "7"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline()
+    if not line.startswith("PORT "):
+        proc.kill()
+        raise RuntimeError(f"local judge server did not start (printed {line!r})")
+    return proc, int(line.split()[1])
+
+
+async def _run(base_url: str, requests: int, concurrency: int, repeats: int) -> list[float]:
+    config = {"backend": "openai", "base_url": base_url, "model": "bench", "max_concurrency": concurrency,
+              "timeout_s": 30.0, "deadline_s": 120.0}
+    judge = get_judge(config)
+    # Warm-up batch: opens the connection pool (as a training run's first step does).
+    await judge.score([JudgeItem("warm-up", f"response {i}", "reference") for i in range(concurrency)])
+    times = []
+    for repeat in range(repeats):
+        items = [JudgeItem("What is 6 * 7?", f"run {repeat} response {i}: \\boxed{{42}}", "\\boxed{42}")
+                 for i in range(requests)]
+        pop_metrics()
+        start = time.perf_counter()
+        scores = await judge.score(items)
+        times.append(time.perf_counter() - start)
+        if scores != [7.0] * requests:
+            raise RuntimeError(f"unexpected scores: {sorted(set(map(str, scores)))}")
+    await judge.scorer.aclose()
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1024)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--delay", type=float, default=0.05)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    proc, port = _start_server(args.delay)
+    try:
+        times = asyncio.run(_run(f"http://127.0.0.1:{port}/v1", args.requests, args.concurrency, args.repeats))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    metrics = pop_metrics()
+    limit = args.requests * args.delay / args.concurrency
+    best = min(times)
+    result = {
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "server_delay_s": args.delay,
+        "limit_s": round(limit, 3),
+        "times_s": [round(t, 3) for t in times],
+        "best_s": round(best, 3),
+        "ratio_to_limit": round(best / limit, 3),
+        "target_ratio": 1.2,
+        "judge/latency_p50": round(metrics["judge/latency_p50"], 4),
+        "judge/latency_p95": round(metrics["judge/latency_p95"], 4),
+    }
+    print(json.dumps(result))
+    return 0 if best <= 1.2 * limit else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
