@@ -18,3 +18,8 @@ IS_ANCHOR = "is_anchor"
 #: Key inside a data row's ``extra_info`` holding the expert solution text (the anchor,
 #: and the judge's reference solution o_demo).
 ANCHOR_TEXT = "anchor"
+
+#: Per-sample counter written by the anchor mixer (TransferQueue field / non_tensor_batch,
+#: only when ``algorithm.dagrpo.anchor.enable``): number of anchors of the sample's ``uid``
+#: group that failed verification (used or skipped); the same on every sample of the group.
+ANCHOR_FAILED = "anchor_failed"
