@@ -1,20 +1,40 @@
 """DaGRPO trainer entry: ``python -m dagrpo_verl.main [hydra overrides]``.
 
-Composes ``dagrpo_verl/config/dagrpo_trainer.yaml`` (verl's ``ppo_trainer`` plus
-the DaGRPO defaults) and runs verl's PPO trainers with the DaGRPO hooks.
+Composes ``dagrpo_verl/config/dagrpo_trainer.yaml`` (verl's ``ppo_trainer`` plus the
+DaGRPO defaults), checks it (verl's ``validate_config`` and
+:func:`dagrpo_verl.validation.validate_dagrpo_config`) before Ray starts, and runs
+verl's ``run_ppo`` with the DaGRPO task runner: the v1 trainer by default, the legacy
+``RayPPOTrainer`` with ``trainer.use_v1=false`` (see :mod:`dagrpo_verl.trainer`).
 """
 
 from __future__ import annotations
 
 import hydra
+from omegaconf import DictConfig
+
+__all__ = ["main", "run"]
+
+
+def run(config: DictConfig) -> None:
+    """Validate a composed config and train with verl's ``run_ppo`` and the DaGRPO task runner."""
+    from verl.trainer.main_ppo import run_ppo
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+    from verl.utils.device import auto_set_device
+
+    from dagrpo_verl.trainer import DaGRPOLegacyTaskRunner, DaGRPOTaskRunner
+    from dagrpo_verl.validation import validate_dagrpo_config
+
+    auto_set_device(config)
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    validate_dagrpo_config(config)
+    run_ppo(config, task_runner_class=DaGRPOTaskRunner if config.trainer.use_v1 else DaGRPOLegacyTaskRunner)
 
 
 @hydra.main(config_path="config", config_name="dagrpo_trainer", version_base=None)
-def main(config) -> None:
+def main(config: DictConfig) -> None:
     """Hydra entry point."""
-    from verl.trainer.main_ppo import main as verl_main
-
-    verl_main.__wrapped__(config)
+    run(config)
 
 
 if __name__ == "__main__":

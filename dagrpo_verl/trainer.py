@@ -1,0 +1,539 @@
+"""verl trainer hooks: judge scores and anchor flags reach the estimator and the loss.
+
+verl 0.9.1 hands a registered advantage estimator only ``token_level_rewards``,
+``response_mask``, ``index`` and ``config``, and its actor loss ``ppo_loss`` only a
+fixed set of fields. DaGRPO needs two per-sample inputs on top: the judge score
+(``judge_score``, NaN = missing) and the off-policy anchor flag (``is_anchor``).
+This module routes them without forking verl:
+
+* **v1 trainer** (``trainer.use_v1=true``, verl's default): :class:`DaGRPOTrainerMixin`
+  overrides ``PPOTrainer._compute_advantage`` (reads ``judge_score``/``is_anchor`` from
+  TransferQueue, keeps anchors out of rollout-correction weights, logs ``dagrpo/*`` and
+  ``judge/*`` metrics) and ``PPOTrainer._setup`` (sends :func:`dagrpo_verl.losses.dagrpo_ppo_loss`
+  to the actor workers). :func:`dagrpo_trainer_cls` mixes it into whichever trainer
+  ``trainer.v1.trainer_mode`` selects.
+* **legacy trainer** (``trainer.use_v1=false``): :class:`DaGRPORayPPOTrainer`. Its ``fit``
+  calls the module function ``ray_trainer.compute_advantage``, which passes no per-sample
+  data to custom estimators; the only hook is to replace that function for the duration
+  of ``fit`` (:func:`legacy_advantage_hook`), as verl PR #7473 would do upstream.
+
+For any estimator other than ``dagrpo`` the hooks defer to verl, and the loss is only
+replaced when ``actor_rollout_ref.actor.policy_loss.loss_mode=dagrpo``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import socket
+from functools import partial
+from pprint import pprint
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import ray
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tensordict import TensorDict
+
+from verl.protocol import DataProto
+from verl.trainer.main_ppo import TaskRunnerV1
+from verl.trainer.main_ppo_v0 import TaskRunner as LegacyTaskRunner
+from verl.trainer.ppo import ray_trainer
+from verl.trainer.ppo.ray_trainer import RayPPOTrainer, apply_kl_penalty
+from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
+from verl.trainer.ppo.utils import create_rl_dataset, create_rl_sampler, need_critic, need_reference_policy
+from verl.trainer.ppo.v1 import PPOTrainer, get_trainer_cls
+from verl.utils.config import omega_conf_to_dataclass, validate_config
+from verl.utils.logging_utils import configure_verl_logging
+from verl.workers.config import ActorConfig
+from verl.workers.utils.padding import response_to_nested
+
+from dagrpo_verl import core
+from dagrpo_verl.config import dagrpo_config_from
+from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE
+from dagrpo_verl.judge.metrics import JudgeStats, pop_stats
+from dagrpo_verl.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss
+
+__all__ = [
+    "DAGRPO_ESTIMATOR",
+    "DaGRPOLegacyTaskRunner",
+    "DaGRPORayPPOTrainer",
+    "DaGRPOTaskRunner",
+    "DaGRPOTrainerMixin",
+    "compute_batch_advantage",
+    "dagrpo_trainer_cls",
+    "install_dagrpo_loss",
+    "legacy_advantage_hook",
+    "pop_judge_metrics",
+    "rollout_correction_without_anchors",
+]
+
+logger = logging.getLogger(__name__)
+logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
+
+#: ``algorithm.adv_estimator`` of the registered DaGRPO estimator.
+DAGRPO_ESTIMATOR = "dagrpo"
+
+#: Extra-info key under which verl's v1 agent loop stores the reward function's extra keys.
+_REWARD_EXTRA_INFO = "reward_extra_info"
+
+
+# ----------------------------------------------------------------------------- shared pieces
+
+
+def install_dagrpo_loss(config: DictConfig, actor_rollout_wg: Any) -> bool:
+    """Send :func:`dagrpo_ppo_loss` to the actor workers when the ``dagrpo`` policy loss is selected.
+
+    The actor config is built from ``actor_rollout_ref.actor`` exactly as verl's
+    ``ActorRolloutRefWorker.init_model`` builds it (``omega_conf_to_dataclass``).
+
+    Returns:
+        True when the loss was installed.
+    """
+    if config.actor_rollout_ref.actor.policy_loss.get("loss_mode", "vanilla") != DAGRPO_LOSS_MODE:
+        return False
+    actor_config: ActorConfig = omega_conf_to_dataclass(config.actor_rollout_ref.actor)
+    actor_rollout_wg.set_loss_fn(partial(dagrpo_ppo_loss, config=actor_config))
+    logger.info("dagrpo actor loss installed on the actor workers")
+    return True
+
+
+def _pop_judge_stats_in_actor(_actor: Any) -> JudgeStats:
+    """Run inside a Ray actor through ``__ray_call__``: that process's judge counters."""
+    return pop_stats()
+
+
+def pop_judge_metrics(actor_handles: Sequence[Any] = ()) -> dict[str, float]:
+    """``judge/*`` metrics of this process and of ``actor_handles`` (verl's reward / agent-loop workers).
+
+    The judge runs inside ``dagrpo_verl.reward.compute_score``, i.e. in verl's
+    ``RewardLoopWorker`` actors; each keeps per-process counters
+    (:mod:`dagrpo_verl.judge.metrics`). They are popped with Ray's ``__ray_call__`` and merged.
+    """
+    remote = ray.get([handle.__ray_call__.remote(_pop_judge_stats_in_actor) for handle in actor_handles])
+    return pop_stats().merge(*remote).to_metrics()
+
+
+def _as_float_scores(values: Any, size: int) -> torch.Tensor:
+    """Judge scores from a tensor, numpy array or list (None -> NaN), as ``(size,)`` float32."""
+    if values is None:
+        return torch.full((size,), float("nan"))
+    if isinstance(values, torch.Tensor):
+        return values.to(torch.float32).reshape(-1)
+    return torch.tensor([math.nan if v is None else float(v) for v in list(values)], dtype=torch.float32)
+
+
+def _as_bool_flags(values: Any, size: int) -> torch.Tensor:
+    """Anchor flags from a tensor, numpy array or list (None -> False), as ``(size,)`` bool."""
+    if values is None:
+        return torch.zeros(size, dtype=torch.bool)
+    if isinstance(values, torch.Tensor):
+        return values.to(torch.bool).reshape(-1)
+    return torch.tensor([bool(v) for v in list(values)], dtype=torch.bool)
+
+
+def _session_final_rows(keys: Sequence[str]) -> list[int]:
+    """For every row, the row of its agent-loop session's final output.
+
+    As verl's ``compute_advantage_for_multi_trajectories``: v1 keys are
+    ``{uid}_{session_id}_{index}`` and a multi-output session shares one reward, so only its
+    last output joins the group. A key of another shape is a session of its own.
+    """
+    final: dict[str, tuple[int, int]] = {}
+    row_sessions = []
+    for row, key in enumerate(keys):
+        parts = str(key).rsplit("_", 2)
+        if len(parts) == 3 and parts[2].isdigit():
+            session, index = f"{parts[0]}_{parts[1]}", int(parts[2])
+        else:
+            session, index = str(key), 0
+        row_sessions.append(session)
+        if session not in final or final[session][0] < index:
+            final[session] = (index, row)
+    return [final[session][1] for session in row_sessions]
+
+
+def compute_batch_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: np.ndarray,
+    judge_scores: torch.Tensor,
+    anchor_mask: torch.Tensor,
+    algorithm_config: Any,
+    source_rows: Sequence[int] | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """DaGRPO advantages of a verl batch via :func:`dagrpo_verl.core.compute_dagrpo_outcome_advantage`.
+
+    Args:
+        token_level_rewards, response_mask: ``(bs, T)``.
+        index: ``(bs,)`` group labels (``uid``).
+        judge_scores: ``(bs,)`` float, NaN = missing.
+        anchor_mask: ``(bs,)`` bool.
+        algorithm_config: verl's ``algorithm`` config (``norm_adv_by_std_in_grpo``, ``dagrpo``).
+        source_rows: for every row, the row that represents it in its group (the final output
+            of its agent-loop session), or -1 for a row outside every group (synthetic padding,
+            advantage 0). Default: every row represents itself.
+
+    Returns:
+        ``(advantages, stats)``: ``(bs, T)`` token advantages (also verl's returns) and the
+        ``dagrpo/<name>`` metrics as floats.
+    """
+    settings = dagrpo_config_from(algorithm_config)
+    size = response_mask.shape[0]
+    source = torch.arange(size) if source_rows is None else torch.as_tensor(list(source_rows), dtype=torch.long)
+    group_rows = torch.unique(source[source >= 0])
+    sequence_rewards = token_level_rewards.sum(dim=-1, keepdim=True)[group_rows]
+    group_advantages, _, stats = core.compute_dagrpo_outcome_advantage(
+        token_level_rewards=sequence_rewards,
+        response_mask=torch.ones_like(sequence_rewards),
+        index=np.asarray(index, dtype=object)[group_rows.numpy()],
+        judge_scores=judge_scores[group_rows],
+        anchor_mask=anchor_mask[group_rows],
+        delta=float(settings.delta),
+        rectification=settings.rectification,
+        on_missing_score=settings.on_missing_score,
+        norm_adv_by_std_in_grpo=bool(algorithm_config.get("norm_adv_by_std_in_grpo", True)),
+    )
+    row_advantage = torch.zeros(size, dtype=torch.float32)
+    row_advantage[group_rows] = group_advantages[:, 0]
+    per_row = torch.where(source >= 0, row_advantage[source.clamp_min(0)], torch.zeros_like(row_advantage))
+    advantages = per_row.unsqueeze(-1) * response_mask
+    return advantages, {f"dagrpo/{name}": float(value) for name, value in stats.items()}
+
+
+def rollout_correction_without_anchors(
+    data: DataProto, rollout_corr_config: Any, anchor_mask: torch.Tensor
+) -> tuple[DataProto, dict]:
+    """verl's decoupled rollout correction, computed on the on-policy rows only.
+
+    Anchors have no rollout log-probs, so they take no part in the IS weights, the
+    rejection sampling, the batch normalisation or the ``rollout_corr/*`` metrics:
+    their ``rollout_is_weights`` are 1 and their ``response_mask`` is unchanged.
+    """
+    if not bool(anchor_mask.any()):
+        return compute_rollout_correction_and_add_to_batch(data, rollout_corr_config)
+    on_policy = (~anchor_mask).nonzero(as_tuple=True)[0]
+    if on_policy.numel() == 0:
+        return data, {}
+    keys = ["old_log_probs", "rollout_log_probs", "response_mask"]
+    subset = DataProto(batch=data.batch.select(*keys)[on_policy])
+    subset, metrics = compute_rollout_correction_and_add_to_batch(subset, rollout_corr_config)
+    response_mask = data.batch["response_mask"].clone()
+    response_mask[on_policy] = subset.batch["response_mask"].to(response_mask.dtype)
+    data.batch["response_mask"] = response_mask
+    if "rollout_is_weights" in subset.batch.keys():
+        weights = torch.ones_like(data.batch["old_log_probs"], dtype=subset.batch["rollout_is_weights"].dtype)
+        weights[on_policy] = subset.batch["rollout_is_weights"]
+        data.batch["rollout_is_weights"] = weights * response_mask
+    return data, metrics
+
+
+# ----------------------------------------------------------------------------- v1 trainer
+
+
+class DaGRPOTrainerMixin:
+    """Mix-in for verl's v1 ``PPOTrainer`` subclasses (sync, colocate_async, separate_async).
+
+    Use through :func:`dagrpo_trainer_cls`. Expects the agent loop to put two top-level
+    TransferQueue fields per sample, ``is_anchor`` (bool) and ``judge_score`` (float32, NaN =
+    missing) -- :class:`dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ` does. Without
+    ``judge_score`` the scores are read from the reward extra info inside ``extra_fields``
+    (verl's own ``AgentLoopManagerTQ``); without ``is_anchor`` no sample is an anchor.
+    """
+
+    def _setup(self):
+        """verl's set-up, then the DaGRPO actor loss on the actor workers."""
+        super()._setup()
+        install_dagrpo_loss(self.config, self.actor_rollout_wg)
+
+    def _judge_actor_handles(self) -> list:
+        """Ray actors that may run the judge: reward-loop workers and agent-loop workers."""
+        handles = list(self.reward_loop_manager.reward_loop_workers or [])
+        agent_loop_manager = getattr(self, "agent_loop_manager", None)
+        handles.extend(getattr(agent_loop_manager, "agent_loop_workers", None) or [])
+        return handles
+
+    def _compute_advantage(self, batch, metrics: dict):
+        """verl's ``_compute_advantage`` with judge scores and anchor flags for the ``dagrpo`` estimator.
+
+        Same steps and write-back as ``PPOTrainer._compute_advantage`` (KL-in-reward, decoupled
+        rollout correction, nested ``advantages``/``returns``), with these differences: anchors
+        are left out of the rollout correction, synthetic padding rows (``tags['is_padding']``)
+        are left out of the groups, and the ``dagrpo/*`` and ``judge/*`` metrics are added.
+        """
+        if self.config.algorithm.adv_estimator != DAGRPO_ESTIMATOR:
+            return super()._compute_advantage(batch, metrics)
+        import transfer_queue as tq
+
+        fields = [
+            "uid",
+            "response_mask",
+            "rm_scores",
+            "rollout_log_probs",
+            "old_log_probs",
+            "ref_log_prob",
+            JUDGE_SCORE,
+            IS_ANCHOR,
+        ]
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+        size = len(batch)
+        judge_scores = data.pop(JUDGE_SCORE) if JUDGE_SCORE in data.keys() else None
+        if judge_scores is None:
+            judge_scores = self._judge_scores_from_extra_fields(batch)
+        judge_scores = _as_float_scores(judge_scores, size)
+        padding = torch.tensor([bool(tag.get("is_padding", False)) for tag in batch.tags], dtype=torch.bool)
+        anchors = _as_bool_flags(data.pop(IS_ANCHOR) if IS_ANCHOR in data.keys() else None, size) & ~padding
+
+        response_mask = data["response_mask"]
+        data = DataProto(batch=data.to_padded_tensor())
+        data.batch["token_level_scores"] = data.batch["rm_scores"]
+        data.non_tensor_batch["uid"] = np.array(data.batch.pop("uid").tolist(), dtype=object)
+
+        if self.config.algorithm.use_kl_in_reward:
+            data, kl_metrics = apply_kl_penalty(
+                data, kl_ctrl=self.kl_ctrl_in_reward, kl_penalty=self.config.algorithm.kl_penalty
+            )
+            metrics.update(kl_metrics)
+        else:
+            data.batch["token_level_rewards"] = data.batch["token_level_scores"]
+
+        rollout_corr_config = self.config.algorithm.get("rollout_correction", None)
+        bypass = rollout_corr_config and rollout_corr_config.get("bypass_mode", False)
+        rollout_correction = rollout_corr_config is not None and "rollout_log_probs" in data.batch and not bypass
+        if rollout_correction:
+            data, is_metrics = rollout_correction_without_anchors(data, rollout_corr_config, anchors)
+            metrics.update(is_metrics)
+
+        source_rows = [-1 if padding[row] else row for row in _session_final_rows(batch.keys)]
+        advantages, stats = compute_batch_advantage(
+            token_level_rewards=data.batch["token_level_rewards"],
+            response_mask=data.batch["response_mask"],
+            index=data.non_tensor_batch["uid"],
+            judge_scores=judge_scores,
+            anchor_mask=anchors,
+            algorithm_config=self.config.algorithm,
+            source_rows=source_rows,
+        )
+        data.batch["advantages"] = advantages
+        data.batch["returns"] = advantages
+        metrics.update(stats)
+        metrics.update(pop_judge_metrics(self._judge_actor_handles()))
+
+        fields = ["advantages", "returns"]
+        if self.config.algorithm.use_kl_in_reward:
+            fields.append("token_level_rewards")
+        if rollout_correction:
+            fields.append("response_mask")
+            if "rollout_is_weights" in data.batch.keys():
+                fields.append("rollout_is_weights")
+        output = TensorDict({f: response_to_nested(data.batch[f], response_mask) for f in fields}, batch_size=size)
+        return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
+
+    @staticmethod
+    def _judge_scores_from_extra_fields(batch) -> list:
+        """Judge scores from verl's ``extra_fields['reward_extra_info']['judge_score']`` (NaN if absent)."""
+        import transfer_queue as tq
+
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
+        if "extra_fields" not in data.keys():
+            return [math.nan] * len(batch)
+        scores = []
+        for extra in data["extra_fields"]:
+            info = (extra or {}).get(_REWARD_EXTRA_INFO) or {}
+            score = info.get(JUDGE_SCORE)
+            scores.append(math.nan if score is None else float(score))
+        return scores
+
+
+_TRAINER_CLASSES: dict[str, type] = {}
+
+
+def dagrpo_trainer_cls(trainer_mode: str) -> type[PPOTrainer]:
+    """The v1 trainer of ``trainer.v1.trainer_mode`` with :class:`DaGRPOTrainerMixin` mixed in.
+
+    Works for every mode registered with verl's ``register_trainer`` (``sync``,
+    ``colocate_async``, ``separate_async``, and user-registered ones).
+    """
+    if trainer_mode not in _TRAINER_CLASSES:
+        base = get_trainer_cls(trainer_mode)
+        _TRAINER_CLASSES[trainer_mode] = type(
+            f"DaGRPO{base.__name__}", (DaGRPOTrainerMixin, base), {"__module__": __name__, "__doc__": base.__doc__}
+        )
+    return _TRAINER_CLASSES[trainer_mode]
+
+
+class _DaGRPOTaskRunnerV1(TaskRunnerV1.__ray_actor_class__):
+    """verl's ``TaskRunnerV1`` with the trainer class from :func:`dagrpo_trainer_cls`."""
+
+    def run(self, config: DictConfig):
+        """verl's ``TaskRunnerV1.run`` (0.9.1) with the DaGRPO trainer class."""
+        configure_verl_logging()
+        import transfer_queue as tq
+
+        trainer_cls = dagrpo_trainer_cls(config.trainer.v1.trainer_mode)
+        config.transfer_queue.enable = True
+        pprint(OmegaConf.to_container(config, resolve=True))
+        OmegaConf.resolve(config)
+        self.config = config
+
+        tq.init(config.transfer_queue)
+        succeeded = False
+        try:
+            self.trainer = trainer_cls(config=config)
+            self.trainer.init()
+            self.init_agent_loop_manager()
+            self.trainer.fit(self.agent_loop_manager)
+            succeeded = True
+        finally:
+            try:
+                tracking = getattr(self.trainer, "logger", None)
+                if tracking is not None:
+                    tracking.finish(exit_code=0 if succeeded else 1)
+            finally:
+                tq.close()
+
+
+#: Ray actor class passed to ``verl.trainer.main_ppo.run_ppo`` for the v1 trainer.
+DaGRPOTaskRunner = ray.remote(_DaGRPOTaskRunnerV1)
+
+
+# ----------------------------------------------------------------------------- legacy trainer
+
+
+@contextlib.contextmanager
+def legacy_advantage_hook(trainer: "DaGRPORayPPOTrainer") -> Iterator[None]:
+    """Within the block, ``verl.trainer.ppo.ray_trainer.compute_advantage`` passes the batch to DaGRPO.
+
+    ``RayPPOTrainer.fit`` calls the module-level ``compute_advantage``, which gives a custom
+    estimator no per-sample data. For ``algorithm.adv_estimator=dagrpo`` the replacement reads
+    ``judge_score`` and ``is_anchor`` from ``non_tensor_batch`` and stores the ``dagrpo/*``
+    stats on ``trainer``; any other estimator goes to verl's function. The original function
+    is restored on exit, and the replacement only lives in the process running ``fit``.
+    """
+    original = ray_trainer.compute_advantage
+
+    def compute_advantage(data: DataProto, adv_estimator: Any, *args, **kwargs) -> DataProto:
+        if adv_estimator != DAGRPO_ESTIMATOR:
+            return original(data, adv_estimator, *args, **kwargs)
+        return trainer.compute_dagrpo_advantage(data)
+
+    ray_trainer.compute_advantage = compute_advantage
+    try:
+        yield
+    finally:
+        ray_trainer.compute_advantage = original
+
+
+class DaGRPORayPPOTrainer(RayPPOTrainer):
+    """verl's legacy ``RayPPOTrainer`` (``trainer.use_v1=false``) with the DaGRPO hooks.
+
+    The legacy agent-loop manager must add ``is_anchor`` (and may add ``judge_score``) to
+    ``non_tensor_batch``; the reward function's ``judge_score`` extra info lands there too.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._dagrpo_metrics: dict[str, float] = {}
+
+    def init_workers(self):
+        """verl's worker set-up, then the DaGRPO actor loss on the actor workers."""
+        super().init_workers()
+        install_dagrpo_loss(self.config, self.actor_rollout_wg)
+
+    def fit(self):
+        """verl's training loop with :func:`legacy_advantage_hook` active."""
+        with legacy_advantage_hook(self):
+            return super().fit()
+
+    def compute_dagrpo_advantage(self, data: DataProto) -> DataProto:
+        """Fill ``advantages``/``returns`` of a legacy batch with DaGRPO advantages."""
+        size = len(data)
+        judge_scores = _as_float_scores(data.non_tensor_batch.get(JUDGE_SCORE), size)
+        anchors = _as_bool_flags(data.non_tensor_batch.get(IS_ANCHOR), size)
+        advantages, stats = compute_batch_advantage(
+            token_level_rewards=data.batch["token_level_rewards"],
+            response_mask=data.batch["response_mask"],
+            index=data.non_tensor_batch["uid"],
+            judge_scores=judge_scores,
+            anchor_mask=anchors,
+            algorithm_config=self.config.algorithm,
+        )
+        data.batch["advantages"] = advantages
+        data.batch["returns"] = advantages
+        self._dagrpo_metrics = stats
+        return data
+
+    def _update_actor(self, batch: DataProto) -> DataProto:
+        """verl's actor update with ``is_anchor`` as a tensor field, plus the ``dagrpo/*``/``judge/*`` metrics."""
+        if IS_ANCHOR in batch.non_tensor_batch:
+            tensors = batch.batch.clone(recurse=False)
+            tensors[IS_ANCHOR] = _as_bool_flags(batch.non_tensor_batch[IS_ANCHOR], len(batch))
+            non_tensors = {k: v for k, v in batch.non_tensor_batch.items() if k != IS_ANCHOR}
+            batch = DataProto(batch=tensors, non_tensor_batch=non_tensors, meta_info=batch.meta_info)
+        output = super()._update_actor(batch)
+        output.meta_info["metrics"].update(self._dagrpo_metrics)
+        output.meta_info["metrics"].update(pop_judge_metrics(self.reward_loop_manager.reward_loop_workers or []))
+        return output
+
+
+class _DaGRPOLegacyTaskRunner(LegacyTaskRunner.__ray_actor_class__):
+    """verl's legacy ``TaskRunner`` (``main_ppo_v0``) building :class:`DaGRPORayPPOTrainer`."""
+
+    def run(self, config: DictConfig):
+        """verl's ``main_ppo_v0.TaskRunner.run`` (0.9.1) with the DaGRPO trainer class."""
+        print(f"TaskRunner hostname: {socket.gethostname()}, PID: {os.getpid()}")
+        pprint(OmegaConf.to_container(config, resolve=True))
+        OmegaConf.resolve(config)
+
+        actor_rollout_cls, ray_worker_group_cls = self.add_actor_rollout_worker(config)
+        self.add_critic_worker(config)
+        self.add_reward_model_resource_pool(config)
+        self.add_teacher_model_resource_pool(config)
+        self.add_ref_policy_worker(config, actor_rollout_cls)
+        validate_config(
+            config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
+        )
+
+        from verl.utils.dataset.rl_dataset import collate_fn
+        from verl.workers.config import HFModelConfig
+
+        model_config: HFModelConfig = omega_conf_to_dataclass(config.actor_rollout_ref.model)
+        tokenizer, processor = model_config.tokenizer, model_config.processor
+        resource_pool_manager = self.init_resource_pool_mgr(config)
+        train_dataset = create_rl_dataset(
+            config.data.train_files,
+            config.data,
+            tokenizer,
+            processor,
+            is_train=True,
+            max_samples=config.data.get("train_max_samples", -1),
+        )
+        val_dataset = create_rl_dataset(
+            config.data.val_files,
+            config.data,
+            tokenizer,
+            processor,
+            is_train=False,
+            max_samples=config.data.get("val_max_samples", -1),
+        )
+        trainer = DaGRPORayPPOTrainer(
+            config=config,
+            tokenizer=tokenizer,
+            processor=processor,
+            role_worker_mapping=self.role_worker_mapping,
+            resource_pool_manager=resource_pool_manager,
+            ray_worker_group_cls=ray_worker_group_cls,
+            train_dataset=train_dataset,
+            val_dataset=val_dataset,
+            collate_fn=collate_fn,
+            train_sampler=create_rl_sampler(config.data, train_dataset),
+        )
+        trainer.init_workers()
+        trainer.fit()
+
+
+#: Ray actor class passed to ``verl.trainer.main_ppo.run_ppo`` for the legacy trainer.
+DaGRPOLegacyTaskRunner = ray.remote(_DaGRPOLegacyTaskRunner)
