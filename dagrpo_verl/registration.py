@@ -24,7 +24,6 @@ try:
     from verl.trainer.ppo.core_algos import register_adv_est, register_policy_loss
 
     from dagrpo_verl import core
-    from dagrpo_verl.config import dagrpo_config_from
     from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE
 except Exception:  # pragma: no cover - exercised by the broken-install test in a subprocess
     logger.error("dagrpo_verl: failed to register the DaGRPO estimator and loss with verl", exc_info=True)
@@ -80,6 +79,10 @@ def compute_dagrpo_advantage(
     Returns:
         ``(advantages, returns)``, each ``(bs, T)``.
     """
+    # Imported here: dagrpo_verl.config imports verl, whose plugin loader imports this module,
+    # so a top-level import would fail whenever dagrpo_verl.config is imported before verl.
+    from dagrpo_verl.config import dagrpo_config_from
+
     settings = dagrpo_config_from(config)
     if judge_scores is None:
         judge_scores = _from_batch(JUDGE_SCORE, non_tensor_batch, batch)
