@@ -26,6 +26,7 @@ Notation follows the paper (Xie et al., arXiv 2512.06337):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -256,6 +257,57 @@ def token_anchor_mask(anchor_mask: torch.Tensor | np.ndarray | None, response_ma
     return flags if bool(flags.any()) else None
 
 
+def _clipped_surrogate(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_ratio_low: float,
+    clip_ratio_high: float,
+    clip_ratio_c: float,
+    rollout_is_weights: torch.Tensor | None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """verl ``vanilla``'s per-token clipped PPO loss, op for op. All tensors ``(n, T)``.
+
+    Returns the loss matrix and the intermediates verl's clip metrics are computed from.
+    """
+    negative_approx_kl = torch.clamp(log_prob - old_log_prob, min=-20.0, max=20.0)
+    ratio = torch.exp(negative_approx_kl)
+    pg_losses1 = -advantages * ratio
+    pg_losses2 = -advantages * torch.clamp(ratio, 1 - clip_ratio_low, 1 + clip_ratio_high)
+    clip_pg_losses1 = torch.maximum(pg_losses1, pg_losses2)
+    pg_losses3 = -advantages * clip_ratio_c  # dual clip for A < 0
+    clip_pg_losses2 = torch.min(pg_losses3, clip_pg_losses1)
+    pg_losses = torch.where(advantages < 0, clip_pg_losses2, clip_pg_losses1)
+    if rollout_is_weights is not None:
+        pg_losses = pg_losses * rollout_is_weights
+    with torch.no_grad():
+        parts = {
+            "clipped": torch.gt(pg_losses2, pg_losses1).float(),
+            "neg_kl": -negative_approx_kl,
+            "clipped_lower": torch.gt(clip_pg_losses1, pg_losses3) * (advantages < 0).float(),
+        }
+    return pg_losses, parts
+
+
+def _agg_normalisers(response_mask: torch.Tensor, global_batch_info: dict[str, Any]) -> dict[str, Any]:
+    """verl ``agg_loss`` normalisers with its local defaults filled in from the whole micro-batch.
+
+    ``agg_loss`` is linear in the loss matrix once its normalisers are fixed, so the loss
+    can be summed over disjoint row sets (on-policy rows, anchor rows) without changing it.
+    With ``dp_size > 1`` verl requires the global values; missing ones stay None so
+    ``agg_loss`` raises exactly as it does for verl's own losses.
+    """
+    info = dict(global_batch_info)
+    if info.get("dp_size", 1) == 1:
+        if info.get("batch_num_tokens") is None:
+            info["batch_num_tokens"] = response_mask.sum()
+        if info.get("global_batch_size") is None:
+            info["global_batch_size"] = (response_mask.sum(dim=-1) > 0).sum()
+    if info.get("loss_scale_factor") is None:
+        info["loss_scale_factor"] = response_mask.shape[-1]
+    return info
+
+
 def compute_dagrpo_policy_loss(
     old_log_prob: torch.Tensor,
     log_prob: torch.Tensor,
@@ -275,9 +327,14 @@ def compute_dagrpo_policy_loss(
     On-policy tokens: exactly verl's ``vanilla`` loss (ratio clamp of the log-ratio
     to [-20, 20], clip to ``[1 - clip_ratio_low, 1 + clip_ratio_high]``, dual clip
     ``clip_ratio_c`` for negative advantages, rollout-correction weights).
-    Anchor tokens (LUFFY policy shaping): loss ``-A · p / (p + γ)`` with
-    ``p = exp(log_prob)``; no clipping, no rollout-correction weight (anchors have
-    no rollout log-probs; their behaviour probability is taken as 1).
+    Anchor tokens (LUFFY policy shaping): loss ``-A · f(p)``, ``f(p) = p / (p + γ)``,
+    ``p = exp(log_prob)``, computed as ``sigmoid(log_prob - log γ)`` (the same
+    function); no clipping, no rollout-correction weight (anchors have no rollout
+    log-probs; their behaviour probability is taken as 1).
+
+    Rows holding anchor tokens are computed on their own (they are a small share of a
+    batch) and aggregated with the normalisers of the whole micro-batch, which gives the
+    same value as aggregating the mixed loss matrix (``agg_loss`` is linear in it).
 
     Args:
         old_log_prob: ``(bs, T)`` log-probs under the behaviour (old) policy.
@@ -292,46 +349,50 @@ def compute_dagrpo_policy_loss(
         global_batch_info: verl's ``config.global_batch_info`` (dp_size, batch_num_tokens, ...).
 
     Returns:
-        ``(loss, metrics)``: scalar loss and verl-style metrics (python floats).
+        ``(loss, metrics)``: scalar loss and verl-style metrics (python floats). The
+        clip metrics cover the tokens of rows without anchors.
     """
     if clip_ratio_c <= 1.0:
         raise ValueError(f"clip_ratio_c must be > 1.0 for dual-clip PPO, got {clip_ratio_c}.")
+    if off_policy_gamma <= 0:
+        raise ValueError(f"off_policy_gamma must be > 0, got {off_policy_gamma}.")
+    global_batch_info = global_batch_info or {}
+    clip = (clip_ratio_low, clip_ratio_high, clip_ratio_c)
     anchor_tokens = token_anchor_mask(anchor_mask, response_mask)
-    on_policy_mask = response_mask if anchor_tokens is None else response_mask.bool() & ~anchor_tokens
+    pg_losses, parts = _clipped_surrogate(old_log_prob, log_prob, advantages, *clip, rollout_is_weights)
 
-    negative_approx_kl = torch.clamp(log_prob - old_log_prob, min=-20.0, max=20.0)
-    ratio = torch.exp(negative_approx_kl)
-    pg_losses1 = -advantages * ratio
-    pg_losses2 = -advantages * torch.clamp(ratio, 1 - clip_ratio_low, 1 + clip_ratio_high)
-    clip_pg_losses1 = torch.maximum(pg_losses1, pg_losses2)
-    pg_losses3 = -advantages * clip_ratio_c
-    clip_pg_losses2 = torch.min(pg_losses3, clip_pg_losses1)
-    pg_losses = torch.where(advantages < 0, clip_pg_losses2, clip_pg_losses1)
-    if rollout_is_weights is not None:
-        pg_losses = pg_losses * rollout_is_weights
+    if anchor_tokens is None:
+        on_policy_mask = response_mask
+        loss = agg_loss(pg_losses, response_mask, loss_agg_mode, **global_batch_info)
+    else:
+        anchor_rows = anchor_tokens.any(dim=-1)
+        on_policy_mask = response_mask.bool() & ~anchor_rows.unsqueeze(-1)
+        normalisers = _agg_normalisers(response_mask, global_batch_info)
+        loss = agg_loss(pg_losses, on_policy_mask, loss_agg_mode, **normalisers)
+
+        rows = anchor_rows.nonzero(as_tuple=True)[0]
+
+        def take(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.index_select(0, rows)
+
+        row_log_prob, row_advantages, row_mask = take(log_prob), take(advantages), take(response_mask)
+        row_anchor = anchor_tokens.index_select(0, rows)
+        row_pg_losses, _ = _clipped_surrogate(
+            take(old_log_prob), row_log_prob, row_advantages, *clip, take(rollout_is_weights)
+        )
+        shaped = torch.sigmoid(row_log_prob - math.log(off_policy_gamma))  # f(p) = p / (p + γ)
+        row_losses = torch.where(row_anchor, -row_advantages * shaped, row_pg_losses)
+        loss = loss + agg_loss(row_losses, row_mask, loss_agg_mode, **normalisers)
 
     metrics: dict[str, Any] = {
-        "actor/pg_clipfrac": verl_F.masked_mean(torch.gt(pg_losses2, pg_losses1).float(), on_policy_mask).item(),
-        "actor/ppo_kl": verl_F.masked_mean(-negative_approx_kl, on_policy_mask).item(),
-        "actor/pg_clipfrac_lower": verl_F.masked_mean(
-            torch.gt(clip_pg_losses1, pg_losses3) * (advantages < 0).float(), on_policy_mask
-        ).item(),
+        "actor/pg_clipfrac": verl_F.masked_mean(parts["clipped"], on_policy_mask).item(),
+        "actor/ppo_kl": verl_F.masked_mean(parts["neg_kl"], on_policy_mask).item(),
+        "actor/pg_clipfrac_lower": verl_F.masked_mean(parts["clipped_lower"], on_policy_mask).item(),
     }
-
-    if anchor_tokens is not None:
-        # Only rows holding anchors pay for the shaping; anchors are a small share of the batch.
-        rows = anchor_tokens.any(dim=-1).nonzero(as_tuple=True)[0]
-        prob = torch.exp(log_prob[rows])
-        shaped = prob / (prob + off_policy_gamma)  # f(p) = p / (p + γ)
-        shaped_losses = -advantages[rows] * shaped
-        pg_losses = pg_losses.index_put((rows,), torch.where(anchor_tokens[rows], shaped_losses, pg_losses[rows]))
-        row_tokens = anchor_tokens[rows] & response_mask[rows].bool()
-        metrics["dagrpo/anchor_token_frac"] = (row_tokens.sum() / response_mask.sum().clamp_min(1)).item()
-        metrics["dagrpo/anchor_shaped_ratio_mean"] = verl_F.masked_mean(shaped.detach(), row_tokens).item()
-    else:
+    if anchor_tokens is None:
         metrics["dagrpo/anchor_token_frac"] = 0.0
-
-    loss = agg_loss(
-        loss_mat=pg_losses, loss_mask=response_mask, loss_agg_mode=loss_agg_mode, **(global_batch_info or {})
-    )
+    else:
+        valid_anchor = row_anchor & row_mask.bool()
+        metrics["dagrpo/anchor_token_frac"] = (valid_anchor.sum() / response_mask.sum().clamp_min(1)).item()
+        metrics["dagrpo/anchor_shaped_ratio_mean"] = verl_F.masked_mean(shaped.detach(), valid_anchor).item()
     return loss, metrics
