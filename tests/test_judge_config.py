@@ -1,0 +1,74 @@
+"""Judge settings: every bad value is rejected with the full verl key and the fix."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from dagrpo_verl.judge import JudgeConfig, judge_config_from
+from dagrpo_verl.judge.config import CONFIG_PREFIX
+from dagrpo_verl.judge.openai_client import chat_completions_url
+
+
+def test_defaults_are_the_rule_scorer():
+    config = judge_config_from(None)
+    assert config == JudgeConfig() and config.backend == "rule" and config.judge_anchors is False
+
+
+def test_dictconfig_from_hydra_is_accepted():
+    node = OmegaConf.create({"backend": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m", "timeout_s": 30})
+    config = judge_config_from(node)
+    assert config.backend == "openai" and config.timeout_s == 30
+
+
+@pytest.mark.parametrize(
+    "values, key",
+    [
+        ({"backend": "gpt"}, "backend"),
+        ({"backend": "openai", "model": "m"}, "base_url"),
+        ({"backend": "openai", "base_url": "http://h/v1"}, "model"),
+        ({"backend": "hf"}, "model"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"max_concurrency": 2.5}, "max_concurrency"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"timeout_s": 0}, "timeout_s"),
+        ({"deadline_s": float("inf")}, "deadline_s"),
+        ({"max_response_chars": 10}, "max_response_chars"),
+        ({"judge_anchors": "yes"}, "judge_anchors"),
+        ({"max_score": 11}, "max_score"),
+        ({"temperature": -1}, "temperature"),
+        ({"api_key_env": "DAGRPO_SURELY_UNSET_VARIABLE"}, "api_key_env"),
+        ({"timeout": 3}, "timeout"),
+    ],
+)
+def test_bad_values_name_the_key(values, key):
+    with pytest.raises(ValueError, match=rf"{CONFIG_PREFIX}\.{key}"):
+        judge_config_from(values)
+
+
+def test_not_a_mapping_is_rejected():
+    with pytest.raises(ValueError, match="must be a mapping"):
+        judge_config_from("openai")
+
+
+def test_hf_model_must_be_a_directory(tmp_path):
+    from dagrpo_verl.judge.hf import HFScorer
+
+    with pytest.raises(ValueError, match=rf"{CONFIG_PREFIX}\.model"):
+        HFScorer(judge_config_from({"backend": "hf", "model": str(tmp_path / "absent")}))
+
+
+@pytest.mark.parametrize(
+    "base_url, url",
+    [
+        ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1/chat/completions"),
+        ("http://127.0.0.1:8000/v1/", "http://127.0.0.1:8000/v1/chat/completions"),
+        ("10.0.0.2:30000", "http://10.0.0.2:30000/v1/chat/completions"),
+        ("https://api.example.com/v1", "https://api.example.com/v1/chat/completions"),
+    ],
+)
+def test_chat_completions_url(base_url, url):
+    assert chat_completions_url(base_url) == url
+
+
+def test_bad_base_url_names_the_key():
+    with pytest.raises(ValueError, match=rf"{CONFIG_PREFIX}\.base_url"):
+        chat_completions_url("ftp://host/v1")
