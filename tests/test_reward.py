@@ -1,0 +1,152 @@
+"""``dagrpo_verl.reward.compute_score`` as verl 0.9.1 loads and calls it.
+
+The judge LLM is stood in for by ``dagrpo_verl.judge.testing.LocalJudgeServer`` (a local
+OpenAI-compatible server on 127.0.0.1 whose answers the test controls). Grading is the real
+math-verify; verl's own loader (``get_custom_reward_fn``) and reward manager
+(``NaiveRewardManager.run_single``) are used unchanged.
+"""
+
+import asyncio
+import inspect
+import math
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from dagrpo_verl.fields import ACC, JUDGE_SCORE
+from dagrpo_verl.judge import pop_metrics
+from dagrpo_verl.judge.testing import LocalJudgeServer, fixed_score
+from dagrpo_verl.reward import compute_score
+
+KEYS = {"score", ACC, JUDGE_SCORE}
+
+
+def verl_reward_fn(judge_settings: dict):
+    """The reward function exactly as verl's ``get_custom_reward_fn`` builds it from a config."""
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    config = OmegaConf.create(
+        {
+            "reward": {
+                "custom_reward_function": {
+                    "path": "pkg://dagrpo_verl.reward",
+                    "name": "compute_score",
+                    "reward_kwargs": {"judge": judge_settings},
+                }
+            }
+        }
+    )
+    return get_custom_reward_fn(config)
+
+
+def score(fn, **kwargs) -> dict:
+    return asyncio.run(fn(**kwargs))
+
+
+def test_is_an_async_function_verl_awaits():
+    assert inspect.iscoroutinefunction(compute_score)
+
+
+def test_loaded_through_verl_config_with_the_openai_judge():
+    with LocalJudgeServer(fixed_score(8)) as server:
+        fn = verl_reward_fn({"backend": "openai", "base_url": server.url, "model": "stand-in"})
+        right = score(fn, data_source="math", solution_str="So $x = \\frac{1}{2}$, i.e. \\boxed{0.5}",
+                      ground_truth="\\frac{1}{2}", extra_info={"question": "Solve 2x = 1.", "anchor": "x = 1/2. \\boxed{\\frac12}"})
+        wrong = score(fn, data_source="math", solution_str="\\boxed{2}", ground_truth="\\frac{1}{2}",
+                      extra_info={"question": "Solve 2x = 1."})
+    assert right == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 8.0}
+    assert wrong == {"score": 0.0, ACC: 0.0, JUDGE_SCORE: 8.0}
+    with_anchor, without_anchor = (r.user for r in server.requests)
+    assert "Solve 2x = 1." in with_anchor
+    assert "REFERENCE SOLUTION (trusted)" in with_anchor and "x = 1/2. \\boxed{\\frac12}" in with_anchor
+    assert "REFERENCE FINAL ANSWER" in without_anchor and "\\frac{1}{2}" in without_anchor  # ground truth as reference
+
+
+def test_anchors_are_not_judged_by_default():
+    with LocalJudgeServer(fixed_score(4)) as server:
+        settings = {"backend": "openai", "base_url": server.url, "model": "stand-in"}
+        anchor = {"question": "q", "anchor": "\\boxed{7}", "is_anchor": np.True_}
+        skipped = score(verl_reward_fn(settings), data_source="math", solution_str="\\boxed{7}", ground_truth="7",
+                        extra_info=anchor)
+        assert server.count == 0
+        judged = score(verl_reward_fn({**settings, "judge_anchors": True}), data_source="math",
+                       solution_str="\\boxed{7}", ground_truth="7", extra_info=anchor)
+        assert server.count == 1
+    assert skipped == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 10.0}
+    assert judged[JUDGE_SCORE] == 4.0
+
+
+def test_dead_judge_gives_nan_with_the_same_keys():
+    fn = verl_reward_fn({"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m", "max_retries": 1,
+                         "deadline_s": 2.0})
+    result = score(fn, data_source="math", solution_str="\\boxed{3}", ground_truth="3", extra_info={})
+    assert set(result) == KEYS
+    assert result[ACC] == 1.0 and math.isnan(result[JUDGE_SCORE])
+
+
+def test_backend_none_and_rule():
+    none = score(verl_reward_fn({"backend": "none"}), data_source="math", solution_str="\\boxed{3}",
+                 ground_truth="3", extra_info=None)
+    assert set(none) == KEYS and math.isnan(none[JUDGE_SCORE])
+    pop_metrics()
+    rule = score(verl_reward_fn({"backend": "rule"}), data_source="math", solution_str="3 + 4 = 7, \\boxed{7}",
+                 ground_truth="7", extra_info={"anchor": "3 + 4 = 7 so \\boxed{7}"})
+    assert rule == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 10.0}
+    assert pop_metrics()["judge/calls"] == 1
+
+
+def test_bad_reward_kwargs_name_the_key():
+    with pytest.raises(ValueError, match=r"reward\.custom_reward_function\.reward_kwargs\.judg\b"):
+        score(compute_score, data_source="math", solution_str="x", ground_truth="1", judg={"backend": "rule"})
+    with pytest.raises(ValueError, match=r"reward_kwargs\.judge\.backend"):
+        score(verl_reward_fn({"backend": "gpt4"}), data_source="math", solution_str="x", ground_truth="1")
+    with pytest.raises(ValueError, match=r"reward_model\.ground_truth"):
+        score(compute_score, data_source="math", solution_str="x", ground_truth=["1", "2"])
+
+
+def test_reward_router_address_serves_as_base_url():
+    with LocalJudgeServer(fixed_score(6)) as server:
+        result = score(compute_score, data_source="math", solution_str="\\boxed{1}", ground_truth="1",
+                       judge={"backend": "openai", "model": "rm"}, reward_router_address=f"127.0.0.1:{server.port}",
+                       reward_model_tokenizer=None)
+    assert result[JUDGE_SCORE] == 6.0 and server.count == 1
+
+
+def test_verl_reward_manager_runs_judge_calls_concurrently(tmp_path):
+    """verl's NaiveRewardManager awaits the function per sample; the reward loop gathers the
+    samples, so judge requests overlap (bounded by judge.max_concurrency)."""
+    from verl import DataProto
+    from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager
+    from transformers import AutoTokenizer
+
+    from dagrpo_verl.models import build_tiny_qwen2
+
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_qwen2(tmp_path / "tiny"))
+    answers = ["\\boxed{5}", "\\boxed{6}"] * 4
+    responses = [tokenizer(a)["input_ids"] for a in answers]
+    width = max(map(len, responses))
+    response_ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in responses])
+    prompt_ids = torch.ones((len(answers), 3), dtype=torch.long)
+    mask = torch.cat([torch.ones_like(prompt_ids), torch.tensor([[1] * len(r) + [0] * (width - len(r))
+                                                                  for r in responses])], dim=1)
+    data = DataProto.from_dict(
+        tensors={"prompts": prompt_ids, "responses": response_ids, "attention_mask": mask},
+        non_tensors={
+            "data_source": np.array(["math"] * len(answers), dtype=object),
+            "reward_model": np.array([{"ground_truth": "5", "style": "rule"}] * len(answers), dtype=object),
+            "extra_info": np.array([{"question": f"q{i}", "index": i} for i in range(len(answers))], dtype=object),
+        },
+    )
+    with LocalJudgeServer(fixed_score(7, delay_s=0.3)) as server:
+        fn = verl_reward_fn({"backend": "openai", "base_url": server.url, "model": "m", "max_concurrency": 3})
+
+        async def run_all():  # as in verl's RewardLoopWorker: the manager lives on the running loop
+            manager = NaiveRewardManager(OmegaConf.create({}), tokenizer, fn)
+            return await asyncio.gather(*(manager.run_single(data[i : i + 1]) for i in range(len(data))))
+
+        outputs = asyncio.run(run_all())
+    assert [o["reward_score"] for o in outputs] == [1.0, 0.0] * 4
+    assert all(o["reward_extra_info"][JUDGE_SCORE] == 7.0 for o in outputs)
+    assert server.count == 8 and server.max_in_flight == 3
