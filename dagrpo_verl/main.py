@@ -9,10 +9,28 @@ verl's ``run_ppo`` with the DaGRPO task runner: the v1 trainer by default, the l
 
 from __future__ import annotations
 
+import os
+from typing import Sequence
+
 import hydra
 from omegaconf import DictConfig
 
-__all__ = ["main", "run"]
+__all__ = ["CONFIG_DIR", "CONFIG_NAME", "compose_config", "main", "run"]
+
+#: Directory of the DaGRPO trainer config (package data) and its name.
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config")
+CONFIG_NAME = "dagrpo_trainer"
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config ``python -m dagrpo_verl.main <overrides>`` would run, composed without running it.
+
+    Uses hydra's compose API (no working-directory change, no logging set-up).
+    """
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        return compose(config_name=CONFIG_NAME, overrides=list(overrides))
 
 
 def run(config: DictConfig) -> None:
@@ -31,7 +49,7 @@ def run(config: DictConfig) -> None:
     run_ppo(config, task_runner_class=DaGRPOTaskRunner if config.trainer.use_v1 else DaGRPOLegacyTaskRunner)
 
 
-@hydra.main(config_path="config", config_name="dagrpo_trainer", version_base=None)
+@hydra.main(config_path="config", config_name=CONFIG_NAME, version_base=None)
 def main(config: DictConfig) -> None:
     """Hydra entry point."""
     run(config)

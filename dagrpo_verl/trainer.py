@@ -117,10 +117,10 @@ def pop_judge_metrics(actor_handles: Sequence[Any] = ()) -> dict[str, float]:
     return pop_stats().merge(*remote).to_metrics()
 
 
-def _as_float_scores(values: Any, size: int) -> torch.Tensor:
-    """Judge scores from a tensor, numpy array or list (None -> NaN), as ``(size,)`` float32."""
+def _as_float_scores(values: Any) -> torch.Tensor | None:
+    """Judge scores from a tensor, numpy array or list (a None entry -> NaN), as ``(bs,)`` float32."""
     if values is None:
-        return torch.full((size,), float("nan"))
+        return None
     if isinstance(values, torch.Tensor):
         return values.to(torch.float32).reshape(-1)
     return torch.tensor([math.nan if v is None else float(v) for v in list(values)], dtype=torch.float32)
@@ -160,7 +160,7 @@ def compute_batch_advantage(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
     index: np.ndarray,
-    judge_scores: torch.Tensor,
+    judge_scores: torch.Tensor | None,
     anchor_mask: torch.Tensor,
     algorithm_config: Any,
     source_rows: Sequence[int] | None = None,
@@ -170,7 +170,8 @@ def compute_batch_advantage(
     Args:
         token_level_rewards, response_mask: ``(bs, T)``.
         index: ``(bs,)`` group labels (``uid``).
-        judge_scores: ``(bs,)`` float, NaN = missing.
+        judge_scores: ``(bs,)`` float, NaN = missing; None when the batch has none at all
+            (an error unless ``algorithm.dagrpo.rectification=false``).
         anchor_mask: ``(bs,)`` bool.
         algorithm_config: verl's ``algorithm`` config (``norm_adv_by_std_in_grpo``, ``dagrpo``).
         source_rows: for every row, the row that represents it in its group (the final output
@@ -190,7 +191,7 @@ def compute_batch_advantage(
         token_level_rewards=sequence_rewards,
         response_mask=torch.ones_like(sequence_rewards),
         index=np.asarray(index, dtype=object)[group_rows.numpy()],
-        judge_scores=judge_scores[group_rows],
+        judge_scores=None if judge_scores is None else judge_scores[group_rows],
         anchor_mask=anchor_mask[group_rows],
         delta=float(settings.delta),
         rectification=settings.rectification,
@@ -283,7 +284,7 @@ class DaGRPOTrainerMixin:
         judge_scores = data.pop(JUDGE_SCORE) if JUDGE_SCORE in data.keys() else None
         if judge_scores is None:
             judge_scores = self._judge_scores_from_extra_fields(batch)
-        judge_scores = _as_float_scores(judge_scores, size)
+        judge_scores = _as_float_scores(judge_scores)
         padding = torch.tensor([bool(tag.get("is_padding", False)) for tag in batch.tags], dtype=torch.bool)
         anchors = _as_bool_flags(data.pop(IS_ANCHOR) if IS_ANCHOR in data.keys() else None, size) & ~padding
 
@@ -333,19 +334,20 @@ class DaGRPOTrainerMixin:
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
 
     @staticmethod
-    def _judge_scores_from_extra_fields(batch) -> list:
-        """Judge scores from verl's ``extra_fields['reward_extra_info']['judge_score']`` (NaN if absent)."""
+    def _judge_scores_from_extra_fields(batch) -> list | None:
+        """Judge scores from verl's ``extra_fields['reward_extra_info']['judge_score']``.
+
+        Returns None when no sample has one (the reward function returns no ``judge_score``).
+        """
         import transfer_queue as tq
 
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
         if "extra_fields" not in data.keys():
-            return [math.nan] * len(batch)
-        scores = []
-        for extra in data["extra_fields"]:
-            info = (extra or {}).get(_REWARD_EXTRA_INFO) or {}
-            score = info.get(JUDGE_SCORE)
-            scores.append(math.nan if score is None else float(score))
-        return scores
+            return None
+        infos = [(extra or {}).get(_REWARD_EXTRA_INFO) or {} for extra in data["extra_fields"]]
+        if not any(JUDGE_SCORE in info for info in infos):
+            return None
+        return [info.get(JUDGE_SCORE) for info in infos]
 
 
 _TRAINER_CLASSES: dict[str, type] = {}
@@ -451,7 +453,7 @@ class DaGRPORayPPOTrainer(RayPPOTrainer):
     def compute_dagrpo_advantage(self, data: DataProto) -> DataProto:
         """Fill ``advantages``/``returns`` of a legacy batch with DaGRPO advantages."""
         size = len(data)
-        judge_scores = _as_float_scores(data.non_tensor_batch.get(JUDGE_SCORE), size)
+        judge_scores = _as_float_scores(data.non_tensor_batch.get(JUDGE_SCORE))
         anchors = _as_bool_flags(data.non_tensor_batch.get(IS_ANCHOR), size)
         advantages, stats = compute_batch_advantage(
             token_level_rewards=data.batch["token_level_rewards"],
