@@ -1,0 +1,272 @@
+"""Training-dynamics plots (the paper's Figures 2-3) from verl's logged metrics.
+
+``python -m dagrpo_verl.plot [LABEL=]RUN [[LABEL=]RUN ...] --out DIR``
+
+A RUN is a metrics file or a directory searched for one. Understood formats:
+
+* ``metrics.jsonl`` - one flat JSON object per step: ``{"step": 1, "critic/score/mean": 0.4, ...}``;
+* verl's ``file`` logger (``trainer.logger=[console,file]``) - ``{"step": 1, "data": {...}}`` per line;
+* verl's ``console`` logger output (a captured stdout/log file) - lines ``step:1 - key:value - ...``,
+  possibly behind a Ray prefix such as ``(TaskRunner pid=1)``;
+* TensorBoard event files (``trainer.logger=[tensorboard]``; ``events.out.tfevents.*``).
+
+Writes ``training_dynamics.png`` (outcome reward, response length, entropy, gradient norm on a
+log scale) and, when any run logged them, ``dagrpo_dynamics.png`` (mask rates, anchor usage,
+judge score), plus ``metrics.csv`` with every run's plotted series. Metrics a run did not log
+are skipped (and listed), never fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["Panel", "TRAINING_PANELS", "DAGRPO_PANELS", "load_metrics", "find_metrics_file", "plot_runs", "main"]
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One subplot: the first of ``keys`` a run logged is drawn (older/newer verl names)."""
+
+    title: str
+    keys: tuple[str, ...]
+    log_y: bool = False
+
+
+#: Figure 2-3 of the paper.
+TRAINING_PANELS = (
+    Panel("Outcome reward", ("critic/score/mean", "critic/rewards/mean")),
+    Panel("Response length", ("response_length/mean",)),
+    Panel("Entropy", ("actor/entropy",)),
+    Panel("Gradient norm", ("actor/grad_norm",), log_y=True),
+)
+
+#: DaGRPO's own diagnostics.
+DAGRPO_PANELS = (
+    Panel("Positives masked (frac)", ("dagrpo/pos_masked_frac",)),
+    Panel("Negatives masked (frac)", ("dagrpo/neg_masked_frac",)),
+    Panel("Groups with an anchor (frac)", ("dagrpo/anchor_groups_frac",)),
+    Panel("Anchors retained (frac)", ("dagrpo/anchor_retained_frac",)),
+    Panel("Anchor reward (mean)", ("dagrpo/anchor_reward_mean",)),
+    Panel("Judge score (mean)", ("judge/score_mean",)),
+)
+
+_CONSOLE_STEP = re.compile(r"(?:^|\s)step:(\d+) - ")
+_NUMBER = re.compile(r"^(?:np\.\w+\()?\s*([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf))\s*\)?$")
+_TB_GLOB = "events.out.tfevents.*"
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        m = _NUMBER.match(value.strip())
+        return float(m.group(1)) if m else None
+    return None
+
+
+def _frame(rows: dict[int, dict[str, float]], origin: str) -> pd.DataFrame:
+    if not rows:
+        raise ValueError(
+            f"{origin}: no step metrics found; expected metrics.jsonl lines with a 'step' key, verl console lines "
+            "'step:N - key:value', or TensorBoard scalars."
+        )
+    frame = pd.DataFrame.from_dict(rows, orient="index").sort_index()
+    frame.index.name = "step"
+    return frame
+
+
+def _load_jsonl(path: Path) -> pd.DataFrame:
+    rows: dict[int, dict[str, float]] = {}
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not a JSON line ({e.msg}); metrics files hold one JSON object per line.")
+            if not isinstance(obj, dict) or "step" not in obj:
+                raise ValueError(f"{path}:{n}: a metrics line needs a 'step' key, got {str(obj)[:80]!r}.")
+            data = obj["data"] if isinstance(obj.get("data"), dict) else obj
+            values = {k: _number(v) for k, v in data.items() if k != "step"}
+            rows.setdefault(int(obj["step"]), {}).update({k: v for k, v in values.items() if v is not None})
+    return _frame(rows, str(path))
+
+
+def _load_console(path: Path) -> pd.DataFrame:
+    rows: dict[int, dict[str, float]] = {}
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = _CONSOLE_STEP.search(line)
+            if not m:
+                continue
+            values = rows.setdefault(int(m.group(1)), {})
+            for item in line[m.end() :].rstrip("\n").split(" - "):
+                key, sep, raw = item.partition(":")
+                value = _number(raw) if sep else None
+                if value is not None:
+                    values[key.strip()] = value
+    return _frame(rows, str(path))
+
+
+def _load_tensorboard(path: Path) -> pd.DataFrame:
+    from tensorboard.backend.event_processing.event_accumulator import SCALARS, TENSORS, EventAccumulator
+
+    acc = EventAccumulator(str(path), size_guidance={SCALARS: 0, TENSORS: 0})
+    acc.Reload()
+    rows: dict[int, dict[str, float]] = {}
+    tags = acc.Tags()
+    for tag in tags.get("scalars", []):
+        for event in acc.Scalars(tag):
+            rows.setdefault(int(event.step), {})[tag] = float(event.value)
+    for tag in tags.get("tensors", []):
+        from tensorboard.util import tensor_util
+
+        for event in acc.Tensors(tag):
+            array = tensor_util.make_ndarray(event.tensor_proto)
+            if array.size == 1:
+                rows.setdefault(int(event.step), {})[tag] = float(array.reshape(()))
+    return _frame(rows, str(path))
+
+
+def find_metrics_file(path: str | Path) -> Path:
+    """The metrics file of a run: ``path`` itself, or in a directory (searched recursively) the first of
+    ``metrics.jsonl``, other ``*.jsonl``, TensorBoard event files, ``*.log``/``*.txt``/``*.out``."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such file or directory (pass a metrics file or a run directory).")
+    for pattern in ("metrics.jsonl", "*.jsonl", _TB_GLOB, "*.log", "*.txt", "*.out"):
+        found = sorted(path.rglob(pattern))
+        if found:
+            return found[0].parent if pattern == _TB_GLOB else found[0]
+    raise FileNotFoundError(f"{path}: no metrics.jsonl, *.jsonl, TensorBoard events or *.log file inside.")
+
+
+def load_metrics(path: str | Path) -> pd.DataFrame:
+    """Per-step metrics of one run (index: step, one column per metric name)."""
+    path = find_metrics_file(path)
+    if path.is_dir() or path.name.startswith("events.out.tfevents"):
+        return _load_tensorboard(path)
+    if path.suffix == ".jsonl":
+        return _load_jsonl(path)
+    with path.open(encoding="utf-8", errors="replace") as f:
+        first = next((line for line in f if line.strip()), "")
+    if first.lstrip().startswith("{"):
+        return _load_jsonl(path)
+    return _load_console(path)
+
+
+def _smooth(series: pd.Series, window: int) -> pd.Series:
+    return series if window <= 1 else series.rolling(window, min_periods=1).mean()
+
+
+def _draw(runs: dict[str, pd.DataFrame], panels: tuple[Panel, ...], title: str, out: Path, smooth: int) -> list[str]:
+    """Draw the panels some run has data for; return the panel titles left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = [p for p in panels if any(k in f.columns and f[k].notna().any() for f in runs.values() for k in p.keys)]
+    missing = [p.title for p in panels if p not in present]
+    if not present:
+        return missing
+    cols = 2 if len(present) > 1 else 1
+    rows = math.ceil(len(present) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.6 * rows), squeeze=False)
+    for ax, panel in zip(axes.flat, present):
+        for label, frame in runs.items():
+            key = next((k for k in panel.keys if k in frame.columns and frame[k].notna().any()), None)
+            if key is None:
+                continue
+            series = frame[key].dropna()
+            if panel.log_y:
+                series = series[series > 0]
+            (line,) = ax.plot(series.index, _smooth(series, smooth), label=label, linewidth=1.5)
+            if smooth > 1:
+                ax.plot(series.index, series, color=line.get_color(), alpha=0.25, linewidth=0.8)
+        ax.set_title(panel.title)
+        ax.set_xlabel("step")
+        if panel.log_y:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(present) :]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return missing
+
+
+def plot_runs(runs: dict[str, pd.DataFrame], out_dir: str | Path, smooth: int = 1) -> dict[str, Path]:
+    """Write the figures and ``metrics.csv`` for ``runs`` (label -> metrics); return the written files by name.
+
+    Panels no run has data for are left out (a figure with no panel at all is not written).
+    """
+    if not runs:
+        raise ValueError("no runs to plot; pass at least one metrics file or run directory.")
+    if smooth < 1:
+        raise ValueError(f"--smooth must be >= 1, got {smooth}.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, panels, title in (
+        ("training_dynamics.png", TRAINING_PANELS, "Training dynamics"),
+        ("dagrpo_dynamics.png", DAGRPO_PANELS, "DaGRPO masks and anchors"),
+    ):
+        missing = _draw(runs, panels, title, out / name, smooth)
+        if len(missing) < len(panels):
+            written[name] = out / name
+        if missing:
+            print(f"plot: no run logged {', '.join(missing)} ({name})")
+    keys = [k for p in TRAINING_PANELS + DAGRPO_PANELS for k in p.keys]
+    long = [
+        frame[[k for k in keys if k in frame.columns]].assign(run=label).reset_index() for label, frame in runs.items()
+    ]
+    pd.concat(long, ignore_index=True).to_csv(out / "metrics.csv", index=False)
+    written["metrics.csv"] = out / "metrics.csv"
+    return written
+
+
+def _parse_run(spec: str) -> tuple[str, str]:
+    label, sep, path = spec.partition("=")
+    if sep and label and not Path(spec).exists():
+        return label, path
+    path = Path(spec)
+    return (path.stem if path.is_file() else path.name) or str(path), spec
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Plot the given runs."""
+    parser = argparse.ArgumentParser(prog="python -m dagrpo_verl.plot", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", metavar="[LABEL=]RUN", help="metrics file or run directory per run")
+    parser.add_argument("--out", default="plots", help="output directory")
+    parser.add_argument("--smooth", type=int, default=1, help="rolling-mean window in steps (raw curve shown faint)")
+    args = parser.parse_args(argv)
+    runs = {}
+    for spec in args.runs:
+        label, path = _parse_run(spec)
+        if label in runs:
+            parser.error(f"two runs are labelled {label!r}; name them with LABEL=PATH")
+        runs[label] = load_metrics(path)
+    for path in plot_runs(runs, args.out, args.smooth).values():
+        print(f"plot: wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
