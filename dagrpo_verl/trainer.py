@@ -54,7 +54,7 @@ from verl.workers.utils.padding import response_to_nested
 from dagrpo_verl import core
 from dagrpo_verl.config import dagrpo_config_from
 from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE
-from dagrpo_verl.judge.metrics import JudgeStats, pop_stats
+from dagrpo_verl.judge.metrics import pop_stats
 from dagrpo_verl.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss
 
 __all__ = [
@@ -101,11 +101,6 @@ def install_dagrpo_loss(config: DictConfig, actor_rollout_wg: Any) -> bool:
     return True
 
 
-def _pop_judge_stats_in_actor(_actor: Any) -> JudgeStats:
-    """Run inside a Ray actor through ``__ray_call__``: that process's judge counters."""
-    return pop_stats()
-
-
 def pop_judge_metrics(actor_handles: Sequence[Any] = ()) -> dict[str, float]:
     """``judge/*`` metrics of this process and of ``actor_handles`` (verl's reward / agent-loop workers).
 
@@ -113,7 +108,8 @@ def pop_judge_metrics(actor_handles: Sequence[Any] = ()) -> dict[str, float]:
     ``RewardLoopWorker`` actors; each keeps per-process counters
     (:mod:`dagrpo_verl.judge.metrics`). They are popped with Ray's ``__ray_call__`` and merged.
     """
-    remote = ray.get([handle.__ray_call__.remote(_pop_judge_stats_in_actor) for handle in actor_handles])
+    # a lambda travels by value: the actor imports only dagrpo_verl.judge.metrics, not this module
+    remote = ray.get([handle.__ray_call__.remote(lambda _actor: pop_stats()) for handle in actor_handles])
     return pop_stats().merge(*remote).to_metrics()
 
 

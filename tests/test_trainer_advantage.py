@@ -247,8 +247,9 @@ class _JudgeProcess:
 
 
 def test_judge_metrics_are_collected_from_other_processes(transfer_queue):
-    workers = [_JudgeProcess.remote() for _ in range(2)]
-    ray.get([w.judge.remote(1.0, 4.0) for w in workers] + [workers[0].judge.remote(3.0, 8.0)])
+    worker = _JudgeProcess.remote()
+    ray.get([worker.judge.remote(1.0, 4.0), worker.judge.remote(1.0, 4.0), worker.judge.remote(3.0, 8.0)])
+    workers = [worker]
     metrics = pop_judge_metrics(workers)
     assert metrics["judge/calls"] == 3.0
     assert metrics["judge/score_mean"] == pytest.approx(16.0 / 3.0)
