@@ -7,6 +7,7 @@ Public API::
     judge = get_judge({"backend": "openai", "base_url": "http://127.0.0.1:8000/v1", "model": "m"})
     scores = await judge.score([JudgeItem(question, response, reference)])   # NaN = missing
     metrics = pop_metrics()   # {"judge/latency_p50": ..., "judge/calls": ..., ...}, then reset
+    metrics = pop_metrics_from(reward_worker_handles)   # the same, gathered from verl's Ray reward workers
 
 Backends: ``openai`` (any OpenAI-compatible server), ``hf`` (local transformers model),
 ``rule`` (no LLM), ``none``. See ``docs/judge.md`` for every config key and the failure policies.
@@ -14,7 +15,7 @@ Backends: ``openai`` (any OpenAI-compatible server), ``hf`` (local transformers 
 
 from dagrpo_verl.judge.config import BACKENDS, JudgeConfig, judge_config_from
 from dagrpo_verl.judge.core import Judge, get_judge, make_scorer
-from dagrpo_verl.judge.metrics import JudgeStats, pop_metrics, pop_stats
+from dagrpo_verl.judge.metrics import JudgeStats, pop_metrics, pop_metrics_from, pop_stats
 from dagrpo_verl.judge.prompt import TEMPLATE_VERSION, build_prompt, parse_verdict
 from dagrpo_verl.judge.scorers import JudgeItem, RuleScorer, Scorer
 
@@ -33,5 +34,6 @@ __all__ = [
     "make_scorer",
     "parse_verdict",
     "pop_metrics",
+    "pop_metrics_from",
     "pop_stats",
 ]

@@ -5,7 +5,8 @@ the rewards. Instead every judge in a process adds to one set of counters, and a
 hook calls :func:`pop_metrics` once per step (in the process that ran the judge) to read
 and reset them. verl runs the reward function inside ``RewardLoopWorker`` Ray actors;
 :func:`pop_stats` returns the raw counters so that the counters of several actors can be
-merged (:meth:`JudgeStats.merge`) before :meth:`JudgeStats.to_metrics`.
+merged (:meth:`JudgeStats.merge`) before :meth:`JudgeStats.to_metrics`;
+:func:`pop_metrics_from` does exactly that for a list of Ray actor handles.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["JudgeStats", "pop_metrics", "pop_stats", "record"]
+__all__ = ["JudgeStats", "pop_metrics", "pop_metrics_from", "pop_stats", "record"]
 
 
 @dataclass
@@ -97,3 +98,23 @@ def pop_stats() -> JudgeStats:
 def pop_metrics() -> dict[str, float]:
     """The ``judge/*`` metrics of this process since the last call, and reset the counters."""
     return pop_stats().to_metrics()
+
+
+def _pop_stats_in_actor(actor_instance) -> JudgeStats:
+    """Run inside a Ray actor by ``__ray_call__`` (which passes the actor instance first)."""
+    del actor_instance
+    return pop_stats()
+
+
+def pop_metrics_from(actors) -> dict[str, float]:
+    """Pop the counters of the processes behind Ray ``actors`` and merge them into one set of
+    ``judge/*`` metrics (percentiles over all latencies, not averages of percentiles).
+
+    In verl 0.9.1 the reward function runs in the ``RewardLoopWorker`` actors, e.g.
+    ``trainer.reward_loop_manager.reward_loop_workers``; pass those handles once per step.
+    Works with sync and async actors (Ray's ``__ray_call__``).
+    """
+    import ray
+
+    stats = ray.get([actor.__ray_call__.remote(_pop_stats_in_actor) for actor in actors])
+    return JudgeStats().merge(*stats).to_metrics()
