@@ -54,7 +54,7 @@ from verl.workers.utils.padding import response_to_nested
 from dagrpo_verl import core
 from dagrpo_verl.config import dagrpo_config_from
 from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE
-from dagrpo_verl.judge.metrics import pop_stats
+from dagrpo_verl.judge import pop_metrics_from
 from dagrpo_verl.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss
 
 __all__ = [
@@ -67,7 +67,6 @@ __all__ = [
     "dagrpo_trainer_cls",
     "install_dagrpo_loss",
     "legacy_advantage_hook",
-    "pop_judge_metrics",
     "rollout_correction_without_anchors",
 ]
 
@@ -99,18 +98,6 @@ def install_dagrpo_loss(config: DictConfig, actor_rollout_wg: Any) -> bool:
     actor_rollout_wg.set_loss_fn(partial(dagrpo_ppo_loss, config=actor_config))
     logger.info("dagrpo actor loss installed on the actor workers")
     return True
-
-
-def pop_judge_metrics(actor_handles: Sequence[Any] = ()) -> dict[str, float]:
-    """``judge/*`` metrics of this process and of ``actor_handles`` (verl's reward / agent-loop workers).
-
-    The judge runs inside ``dagrpo_verl.reward.compute_score``, i.e. in verl's
-    ``RewardLoopWorker`` actors; each keeps per-process counters
-    (:mod:`dagrpo_verl.judge.metrics`). They are popped with Ray's ``__ray_call__`` and merged.
-    """
-    # a lambda travels by value: the actor imports only dagrpo_verl.judge.metrics, not this module
-    remote = ray.get([handle.__ray_call__.remote(lambda _actor: pop_stats()) for handle in actor_handles])
-    return pop_stats().merge(*remote).to_metrics()
 
 
 def _as_float_scores(values: Any) -> torch.Tensor | None:
@@ -317,7 +304,7 @@ class DaGRPOTrainerMixin:
         data.batch["advantages"] = advantages
         data.batch["returns"] = advantages
         metrics.update(stats)
-        metrics.update(pop_judge_metrics(self._judge_actor_handles()))
+        metrics.update(pop_metrics_from(self._judge_actor_handles()))
 
         fields = ["advantages", "returns"]
         if self.config.algorithm.use_kl_in_reward:
@@ -473,7 +460,7 @@ class DaGRPORayPPOTrainer(RayPPOTrainer):
             batch = DataProto(batch=tensors, non_tensor_batch=non_tensors, meta_info=batch.meta_info)
         output = super()._update_actor(batch)
         output.meta_info["metrics"].update(self._dagrpo_metrics)
-        output.meta_info["metrics"].update(pop_judge_metrics(self.reward_loop_manager.reward_loop_workers or []))
+        output.meta_info["metrics"].update(pop_metrics_from(self.reward_loop_manager.reward_loop_workers or []))
         return output
 
 

@@ -35,7 +35,6 @@ from dagrpo_verl.trainer import (  # noqa: E402
     DaGRPORayPPOTrainer,
     dagrpo_trainer_cls,
     legacy_advantage_hook,
-    pop_judge_metrics,
 )
 
 # Two groups of 4 rollouts plus an anchor in group "b" (appended), varying response lengths.
@@ -234,26 +233,6 @@ def test_other_estimators_defer_to_verl(transfer_queue):
     expected, _ = compute_grpo_outcome_advantage(rewards, mask, np.array(UIDS, dtype=object))
     torch.testing.assert_close(_read(meta, "advantages")["advantages"], expected)
     assert not any(k.startswith("dagrpo/") for k in metrics)
-
-
-@ray.remote
-class _JudgeProcess:
-    """A separate process that runs the judge's metric recording (as verl's RewardLoopWorker does)."""
-
-    def judge(self, latency: float, score: float) -> None:
-        from dagrpo_verl.judge.metrics import record
-
-        record(calls=1, latency=latency, score=score)
-
-
-def test_judge_metrics_are_collected_from_other_processes(transfer_queue):
-    worker = _JudgeProcess.remote()
-    ray.get([worker.judge.remote(1.0, 4.0), worker.judge.remote(1.0, 4.0), worker.judge.remote(3.0, 8.0)])
-    workers = [worker]
-    metrics = pop_judge_metrics(workers)
-    assert metrics["judge/calls"] == 3.0
-    assert metrics["judge/score_mean"] == pytest.approx(16.0 / 3.0)
-    assert pop_judge_metrics(workers)["judge/calls"] == 0.0, "counters are reset after each pop"
 
 
 def _legacy_batch() -> DataProto:
