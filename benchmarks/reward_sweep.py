@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,11 @@ def spread_sample(frame: pd.DataFrame, per_source: int) -> pd.DataFrame:
     return pd.concat(parts)
 
 
+def _bare(answer: str) -> str:
+    """The answer without spaces and without a leading ``x =`` (``x=5`` is the answer 5)."""
+    return re.sub(r"^[A-Za-z]=", "", answer.replace(" ", ""))
+
+
 def wrong_answers(frame: pd.DataFrame) -> list[str]:
     """One wrong final answer per row: another option letter for multiple-choice rows, else the
     ground truth of the next row of the same data source that has a different answer (a real,
@@ -60,7 +66,7 @@ def wrong_answers(frame: pd.DataFrame) -> list[str]:
                 wrong[index] = "B" if truth.strip().upper() == "A" else "A"
                 continue
             others = truths[position + 1 :] + truths[:position]
-            wrong[index] = next((o for o in others if o.replace(" ", "") != truth.replace(" ", "")), truth + "+1")
+            wrong[index] = next((o for o in others if _bare(o) != _bare(truth)), truth + "+1")
     return [wrong[index] for index in frame.index]
 
 

@@ -263,8 +263,15 @@ def test_one_judge_per_config_and_event_loops_do_not_collide():
         judge = get_judge(config)
         assert get_judge(dict(config)) is judge
         results = []
-        threads = [threading.Thread(target=lambda i=i: results.append(
-            asyncio.run(judge.score([JudgeItem("q", f"thread {i}", "ref")])))) for i in range(3)]
+
+        async def score_and_close(i):
+            try:
+                return await judge.score([JudgeItem("q", f"thread {i}", "ref")])
+            finally:
+                await judge.aclose()
+
+        threads = [threading.Thread(target=lambda i=i: results.append(asyncio.run(score_and_close(i))))
+                   for i in range(3)]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -16,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from dagrpo_verl.fields import ACC, JUDGE_SCORE
-from dagrpo_verl.judge import pop_metrics
+from dagrpo_verl.judge import aclose_judges, pop_metrics
 from dagrpo_verl.judge.testing import LocalJudgeServer, fixed_score
 from dagrpo_verl.reward import compute_score
 
@@ -42,7 +42,15 @@ def verl_reward_fn(judge_settings: dict):
 
 
 def score(fn, **kwargs) -> dict:
-    return asyncio.run(fn(**kwargs))
+    """Call the reward function on a short-lived event loop, closing the judges' sessions after."""
+
+    async def call():
+        try:
+            return await fn(**kwargs)
+        finally:
+            await aclose_judges()
+
+    return asyncio.run(call())
 
 
 def test_is_an_async_function_verl_awaits():
@@ -144,7 +152,9 @@ def test_verl_reward_manager_runs_judge_calls_concurrently(tmp_path):
 
         async def run_all():  # as in verl's RewardLoopWorker: the manager lives on the running loop
             manager = NaiveRewardManager(OmegaConf.create({}), tokenizer, fn)
-            return await asyncio.gather(*(manager.run_single(data[i : i + 1]) for i in range(len(data))))
+            outputs = await asyncio.gather(*(manager.run_single(data[i : i + 1]) for i in range(len(data))))
+            await aclose_judges()
+            return outputs
 
         outputs = asyncio.run(run_all())
     assert [o["reward_score"] for o in outputs] == [1.0, 0.0] * 4

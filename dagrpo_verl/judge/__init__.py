@@ -14,7 +14,7 @@ Backends: ``openai`` (any OpenAI-compatible server), ``hf`` (local transformers 
 """
 
 from dagrpo_verl.judge.config import BACKENDS, JudgeConfig, judge_config_from
-from dagrpo_verl.judge.core import Judge, get_judge, make_scorer
+from dagrpo_verl.judge.core import Judge, aclose_judges, get_judge, make_scorer
 from dagrpo_verl.judge.metrics import JudgeStats, pop_metrics, pop_metrics_from, pop_stats
 from dagrpo_verl.judge.prompt import TEMPLATE_VERSION, build_prompt, parse_verdict
 from dagrpo_verl.judge.scorers import JudgeItem, RuleScorer, Scorer
@@ -28,6 +28,7 @@ __all__ = [
     "JudgeStats",
     "RuleScorer",
     "Scorer",
+    "aclose_judges",
     "build_prompt",
     "get_judge",
     "judge_config_from",

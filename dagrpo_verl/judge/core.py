@@ -20,7 +20,7 @@ from dagrpo_verl.judge.config import JudgeConfig, judge_config_from
 from dagrpo_verl.judge.prompt import TEMPLATE_VERSION
 from dagrpo_verl.judge.scorers import JudgeItem, RuleScorer, Scorer, within_deadline
 
-__all__ = ["Judge", "get_judge", "make_scorer"]
+__all__ = ["Judge", "aclose_judges", "get_judge", "make_scorer"]
 
 
 def make_scorer(config: JudgeConfig) -> Scorer:
@@ -123,9 +123,17 @@ class Judge:
                     scores.extend(await self.score(chunk))
                     bar.update(len(chunk))
         finally:
-            if self.scorer is not None:
-                await self.scorer.aclose()
+            await self.aclose()
         return scores
+
+    async def aclose(self) -> None:
+        """Close what this judge holds on the running event loop (its HTTP session).
+
+        A long-lived loop (verl's reward workers) never needs this; call it before a
+        short-lived loop ends (``asyncio.run``) to avoid "Unclosed client session" warnings.
+        """
+        if self.scorer is not None:
+            await self.scorer.aclose()
 
 
 _judges: dict[JudgeConfig, Judge] = {}
@@ -141,3 +149,11 @@ def get_judge(config: Any = None) -> Judge:
         if judge is None:
             judge = _judges[config] = Judge(config)
     return judge
+
+
+async def aclose_judges() -> None:
+    """:meth:`Judge.aclose` for every judge :func:`get_judge` created in this process."""
+    with _judges_lock:
+        judges = list(_judges.values())
+    for judge in judges:
+        await judge.aclose()
