@@ -37,6 +37,7 @@ class JudgeCache:
             os.makedirs(cache_dir, exist_ok=True)
             self._db = sqlite3.connect(os.path.join(cache_dir, _DB_NAME), timeout=30.0, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # no fsync per score; a crash loses only recent ones
             self._db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, score REAL NOT NULL)")
             self._db.commit()
 
