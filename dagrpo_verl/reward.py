@@ -24,8 +24,10 @@ solution); without one the judge gets the ground-truth answer and is told so. An
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
+import threading
 from typing import Any, Mapping
 
 from dagrpo_verl.fields import ACC, ANCHOR_TEXT, IS_ANCHOR, JUDGE_SCORE
@@ -79,8 +81,8 @@ async def compute_score(
         )
     extra_info = extra_info or {}
     config = _config(judge, reward_router_address)
-    acc = 1.0 if grade(solution_str, ground_truth, str(data_source)) else 0.0
 
+    judge_task = None
     if config.backend == "none":
         judge_score = math.nan
     elif bool(extra_info.get(IS_ANCHOR, False)) and not config.judge_anchors:
@@ -93,8 +95,29 @@ async def compute_score(
             reference=anchor or ground_truth,
             reference_kind="solution" if anchor else "answer",
         )
-        judge_score = (await get_judge(config).score([item]))[0]
+        # Started before grading, so that the request is in flight while the answer is graded.
+        judge_task = asyncio.ensure_future(get_judge(config).score([item]))
+    try:
+        acc = 1.0 if await _grade(solution_str, ground_truth, str(data_source)) else 0.0
+        if judge_task is not None:
+            judge_score = (await judge_task)[0]
+    finally:
+        if judge_task is not None and not judge_task.done():
+            judge_task.cancel()
     return {"score": acc, ACC: acc, JUDGE_SCORE: judge_score}
+
+
+async def _grade(solution_str: str, ground_truth: str, data_source: str) -> bool:
+    """:func:`~dagrpo_verl.grading.grade`, in a worker thread unless this is the main thread.
+
+    In the main thread math-verify's signal-based timeouts work, so grading stays there. In any
+    other thread (verl's reward workers are Ray async actors, whose event loop has its own
+    thread) those timeouts are off anyway, and a worker thread keeps the event loop free to
+    send and receive judge requests while the answer is graded.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return grade(solution_str, ground_truth, data_source)
+    return await asyncio.to_thread(grade, solution_str, ground_truth, data_source)
 
 
 def _text(value: Any) -> str:

@@ -160,3 +160,20 @@ def test_verl_reward_manager_runs_judge_calls_concurrently(tmp_path):
     assert [o["reward_score"] for o in outputs] == [1.0, 0.0] * 4
     assert all(o["reward_extra_info"][JUDGE_SCORE] == 7.0 for o in outputs)
     assert server.count == 8 and server.max_in_flight == 3
+
+
+def test_off_main_thread_grading_matches():
+    """Off the main thread (verl's Ray actors) grading runs in a worker thread next to the
+    judge request; the results must be the same as in the main thread."""
+    import threading
+
+    results = []
+    with LocalJudgeServer(fixed_score(5)) as server:
+        fn = verl_reward_fn({"backend": "openai", "base_url": server.url, "model": "m"})
+        for answer in ("\\boxed{\\frac{3}{4}}", "\\boxed{0.8}"):
+            kwargs = {"data_source": "math", "solution_str": answer, "ground_truth": "0.75", "extra_info": {}}
+            thread = threading.Thread(target=lambda kw=kwargs: results.append(score(fn, **kw)))
+            thread.start()
+            thread.join(60)
+            results.append(score(fn, **kwargs))
+    assert results == [{"score": 1.0, ACC: 1.0, JUDGE_SCORE: 5.0}] * 2 + [{"score": 0.0, ACC: 0.0, JUDGE_SCORE: 5.0}] * 2
