@@ -1,0 +1,152 @@
+"""``python -m dagrpo_verl.data.prepare`` on small files in the OpenR1-Math-46k-8192 layout.
+
+Everything is real: the files are written here, converted by the module's CLI entry, and
+the output is read back with verl's ``RLHFDataset``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from dagrpo_verl.data.prepare import DataValidationError, _plain, convert_rows, load_rows, main, prepare
+from dagrpo_verl.fields import ANCHOR_TEXT
+
+SYSTEM = {"role": "system", "content": "Think step by step."}
+
+
+def _row(i: int, **changes) -> dict:
+    row = {
+        "data_source": "openr1",
+        "prompt": [SYSTEM, {"role": "user", "content": f"What is {i} + 1?"}],
+        "target": [{"role": "assistant", "content": f"<think>add</think> The answer is \\boxed{{{i + 1}}}."}],
+        "ability": "math",
+        "reward_model": {"ground_truth": str(i + 1), "style": "rule"},
+        "extra_info": {"index": 100 + i, "split": "train"},
+    }
+    row.update(changes)
+    return row
+
+
+# each bad row and the (field, kind) its error must name
+BAD_ROWS = {
+    "no target": (_row(1, target=None), "target", "missing_anchor"),
+    "empty target": (_row(2, target=[{"role": "assistant", "content": "  "}]), "target", "missing_anchor"),
+    "target without assistant": (_row(3, target=[{"role": "user", "content": "x"}]), "target", "missing_anchor"),
+    "no ground truth": (_row(4, reward_model={"style": "rule"}), "reward_model.ground_truth", "no_ground_truth"),
+    "empty ground truth": (_row(5, reward_model={"ground_truth": ""}), "reward_model.ground_truth", "no_ground_truth"),
+    "prompt is a string": (_row(6, prompt="What is 6 + 1?"), "prompt", "bad_prompt"),
+    "empty prompt": (_row(7, prompt=[]), "prompt", "bad_prompt"),
+    "prompt ends with assistant": (
+        _row(8, prompt=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]),
+        "prompt",
+        "bad_prompt",
+    ),
+    "prompt message without content": (_row(9, prompt=[{"role": "user"}]), "prompt", "bad_prompt"),
+    "unknown role": (_row(10, prompt=[{"role": "robot", "content": "q"}]), "prompt", "bad_prompt"),
+    "no data source": (_row(11, data_source=""), "data_source", "no_data_source"),
+}
+
+
+def _write(path, rows):
+    if path.suffix == ".parquet":
+        pd.DataFrame(rows).to_parquet(path, index=False)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_valid_rows_pass_and_reach_verl_dataset(tmp_path, suffix):
+    from transformers import AutoTokenizer
+
+    from dagrpo_verl.models import build_tiny_qwen2
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+    from omegaconf import OmegaConf
+
+    rows = [_row(i) for i in range(3)]
+    rows[2]["extra_info"] = None  # optional: index and split are filled in
+    source = _write(tmp_path / f"openr1{suffix}", rows)
+    out = tmp_path / "train.parquet"
+    assert main(["--input", str(source), "--output", str(out)]) == 0
+
+    written = pd.read_parquet(out)
+    assert list(written.columns) == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
+    infos = written["extra_info"].tolist()
+    assert [info[ANCHOR_TEXT] for info in infos] == [r["target"][0]["content"] for r in rows]
+    assert [info["index"] for info in infos] == [100, 101, 2]
+    assert infos[2]["split"] == "train"
+
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_qwen2(tmp_path / "tiny"))
+    config = OmegaConf.create({"max_prompt_length": 256, "filter_overlong_prompts": False})
+    dataset = RLHFDataset(data_files=[str(out)], tokenizer=tokenizer, config=config)
+    item = dataset[1]
+    assert item["extra_info"][ANCHOR_TEXT] == rows[1]["target"][0]["content"]
+    assert item["raw_prompt"][-1] == {"role": "user", "content": "What is 1 + 1?"}
+    assert item["reward_model"]["ground_truth"] == "2"
+
+
+def test_prepare_is_idempotent(tmp_path):
+    first = tmp_path / "a.parquet"
+    prepare(str(_write(tmp_path / "in.jsonl", [_row(0), _row(1)])), first)
+    second = tmp_path / "b.parquet"
+    prepare(str(first), second)  # already converted rows: anchor read from extra_info
+    assert load_rows(str(first)) and _plain(load_rows(str(first))) == _plain(load_rows(str(second)))
+
+
+@pytest.mark.parametrize("name", sorted(BAD_ROWS))
+def test_each_bad_row_gives_a_named_error(name):
+    row, field, kind = BAD_ROWS[name]
+    with pytest.raises(DataValidationError) as info:
+        convert_rows([_row(0), row], on_invalid="fail")
+    (error,) = info.value.errors
+    assert (error.row, error.field, error.kind) == (1, field, kind)
+    message = str(info.value)
+    assert f"row 1: field '{field}'" in message and "Fix:" in message and "--on-invalid drop" in message
+
+
+def test_drop_keeps_valid_rows_and_counts_the_dropped(tmp_path, capsys):
+    bad = [row for row, _, _ in BAD_ROWS.values()]
+    rows = [_row(0), *bad, _row(1)]
+    source = _write(tmp_path / "mixed.jsonl", rows)  # parquet cannot hold a string prompt next to lists
+    out, report = tmp_path / "out.parquet", tmp_path / "report.json"
+
+    assert main(["--input", str(source), "--output", str(out), "--report", str(report)]) == 1
+    assert not out.exists()  # fail (the default) writes nothing
+    assert "11 of 13 rows are invalid" in capsys.readouterr().err
+
+    assert main(["--input", str(source), "--output", str(out), "--on-invalid", "drop", "--report", str(report)]) == 0
+    assert pd.read_parquet(out)["extra_info"].map(lambda e: e["index"]).tolist() == [100, 101]
+    summary = json.loads(report.read_text())
+    assert (summary["total"], summary["written"], summary["dropped"]) == (13, 2, 11)
+    expected = {}
+    for _, _, kind in BAD_ROWS.values():
+        expected[kind] = expected.get(kind, 0) + 1
+    assert summary["dropped_by_kind"] == expected
+    assert sorted(e["row"] for e in summary["errors"]) == list(range(1, 12))
+    assert "dropped 11" in capsys.readouterr().out
+
+
+def test_all_rows_invalid_fails_even_with_drop():
+    with pytest.raises(DataValidationError, match="1 of 1 rows are invalid"):
+        convert_rows([_row(0, target=None)], on_invalid="drop")
+
+
+def test_missing_file_and_bad_suffix_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        prepare(str(tmp_path / "nope.parquet"), tmp_path / "out.parquet")
+    odd = tmp_path / "data.csv"
+    odd.write_text("a,b\n")
+    with pytest.raises(ValueError, match="unsupported file type"):
+        prepare(str(odd), tmp_path / "out.parquet")
+
+
+def test_unreachable_hugging_face_name_is_clear(monkeypatch, tmp_path):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(RuntimeError, match="could not load the Hugging Face data set 'nobody/no-such-set'"):
+        prepare("nobody/no-such-set", tmp_path / "out.parquet")
