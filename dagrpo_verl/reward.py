@@ -88,9 +88,9 @@ async def compute_score(
     elif bool(extra_info.get(IS_ANCHOR, False)) and not config.judge_anchors:
         judge_score = float(config.max_score)
     else:
-        anchor = _text(extra_info.get(ANCHOR_TEXT))
+        anchor = _text(extra_info, ANCHOR_TEXT)
         item = JudgeItem(
-            question=_text(extra_info.get(QUESTION)) or _NO_QUESTION,
+            question=_text(extra_info, QUESTION) or _NO_QUESTION,
             response=solution_str,
             reference=anchor or ground_truth,
             reference_kind="solution" if anchor else "answer",
@@ -120,9 +120,10 @@ async def _grade(solution_str: str, ground_truth: str, data_source: str) -> bool
     return await asyncio.to_thread(grade, solution_str, ground_truth, data_source)
 
 
-def _text(value: Any) -> str:
-    """A text field: a string, or chat messages (``[{"role", "content"}, ...]``, as in LUFFY's
-    ``target`` column) whose contents are joined; "" when absent."""
+def _text(extra_info: Mapping[str, Any], key: str) -> str:
+    """``extra_info[key]`` as text: a string, or chat messages (``[{"role", "content"}, ...]``,
+    as in LUFFY's ``target`` column) whose contents are joined; "" when absent."""
+    value = extra_info.get(key)
     if value is None:
         return ""
     if isinstance(value, str):
@@ -131,8 +132,8 @@ def _text(value: Any) -> str:
         return "\n".join(str(message["content"]) for message in value)
     except (TypeError, KeyError) as exc:
         raise ValueError(
-            f"extra_info text field has type {type(value).__name__}; store a string or a list of "
-            "{'role', 'content'} messages."
+            f"extra_info[{key!r}] has type {type(value).__name__}; store a string or a list of "
+            "{'role': ..., 'content': ...} messages there."
         ) from exc
 
 

@@ -112,6 +112,18 @@ def test_bad_reward_kwargs_name_the_key():
         score(verl_reward_fn({"backend": "gpt4"}), data_source="math", solution_str="x", ground_truth="1")
     with pytest.raises(ValueError, match=r"reward_model\.ground_truth"):
         score(compute_score, data_source="math", solution_str="x", ground_truth=["1", "2"])
+    with pytest.raises(ValueError, match=r"extra_info\['anchor'\]"):
+        score(compute_score, data_source="math", solution_str="x", ground_truth="1", extra_info={"anchor": 3})
+
+
+def test_anchor_given_as_chat_messages():
+    """LUFFY-style ``target`` messages are accepted as the anchor text."""
+    with LocalJudgeServer(fixed_score(9)) as server:
+        fn = verl_reward_fn({"backend": "openai", "base_url": server.url, "model": "m"})
+        anchor = np.array([{"role": "assistant", "content": "Since 2 + 2 = 4, \\boxed{4}"}], dtype=object)
+        result = score(fn, data_source="math", solution_str="\\boxed{4}", ground_truth="4", extra_info={"anchor": anchor})
+    assert result == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 9.0}
+    assert "REFERENCE SOLUTION" in server.requests[0].user and "Since 2 + 2 = 4" in server.requests[0].user
 
 
 def test_reward_router_address_serves_as_base_url():
