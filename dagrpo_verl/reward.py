@@ -95,7 +95,7 @@ async def compute_score(
             reference=anchor or ground_truth,
             reference_kind="solution" if anchor else "answer",
         )
-        # Started before grading, so that the request is in flight while the answer is graded.
+        # Started first: off the main thread, the request is in flight while the answer is graded.
         judge_task = asyncio.ensure_future(get_judge(config).score([item]))
     try:
         acc = 1.0 if await _grade(solution_str, ground_truth, str(data_source)) else 0.0
@@ -111,8 +111,8 @@ async def _grade(solution_str: str, ground_truth: str, data_source: str) -> bool
     """:func:`~dagrpo_verl.grading.grade`, in a worker thread unless this is the main thread.
 
     In the main thread math-verify's signal-based timeouts work, so grading stays there. In any
-    other thread (verl's reward workers are Ray async actors, whose event loop has its own
-    thread) those timeouts are off anyway, and a worker thread keeps the event loop free to
+    other thread (such as the event-loop thread of a Ray async actor, where verl runs reward
+    functions) those timeouts are off anyway, and a worker thread keeps the event loop free to
     send and receive judge requests while the answer is graded.
     """
     if threading.current_thread() is threading.main_thread():
