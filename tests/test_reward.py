@@ -61,7 +61,8 @@ def test_loaded_through_verl_config_with_the_openai_judge():
     with LocalJudgeServer(fixed_score(8)) as server:
         fn = verl_reward_fn({"backend": "openai", "base_url": server.url, "model": "stand-in"})
         right = score(fn, data_source="math", solution_str="So $x = \\frac{1}{2}$, i.e. \\boxed{0.5}",
-                      ground_truth="\\frac{1}{2}", extra_info={"question": "Solve 2x = 1.", "anchor": "x = 1/2. \\boxed{\\frac12}"})
+                      ground_truth="\\frac{1}{2}",
+                      extra_info={"question": "Solve 2x = 1.", "anchor": "x = 1/2. \\boxed{\\frac12}"})
         wrong = score(fn, data_source="math", solution_str="\\boxed{2}", ground_truth="\\frac{1}{2}",
                       extra_info={"question": "Solve 2x = 1."})
     assert right == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 8.0}
@@ -121,7 +122,8 @@ def test_anchor_given_as_chat_messages():
     with LocalJudgeServer(fixed_score(9)) as server:
         fn = verl_reward_fn({"backend": "openai", "base_url": server.url, "model": "m"})
         anchor = np.array([{"role": "assistant", "content": "Since 2 + 2 = 4, \\boxed{4}"}], dtype=object)
-        result = score(fn, data_source="math", solution_str="\\boxed{4}", ground_truth="4", extra_info={"anchor": anchor})
+        result = score(fn, data_source="math", solution_str="\\boxed{4}", ground_truth="4",
+                       extra_info={"anchor": anchor})
     assert result == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 9.0}
     assert "REFERENCE SOLUTION" in server.requests[0].user and "Since 2 + 2 = 4" in server.requests[0].user
 
@@ -188,4 +190,5 @@ def test_off_main_thread_grading_matches():
             thread.start()
             thread.join(60)
             results.append(score(fn, **kwargs))
-    assert results == [{"score": 1.0, ACC: 1.0, JUDGE_SCORE: 5.0}] * 2 + [{"score": 0.0, ACC: 0.0, JUDGE_SCORE: 5.0}] * 2
+    right, wrong = {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 5.0}, {"score": 0.0, ACC: 0.0, JUDGE_SCORE: 5.0}
+    assert results == [right, right, wrong, wrong]

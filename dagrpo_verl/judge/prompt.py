@@ -63,7 +63,9 @@ Grade the candidate now and end with the VERDICT line."""
 
 _REFERENCE_TITLES = {
     "solution": "REFERENCE SOLUTION (trusted)",
-    "answer": "REFERENCE FINAL ANSWER (trusted; no worked solution is available, judge the reasoning on its own merits)",
+    "answer": (
+        "REFERENCE FINAL ANSWER (trusted; no worked solution is available, judge the reasoning on its own merits)"
+    ),
 }
 
 
