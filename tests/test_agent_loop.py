@@ -1,4 +1,5 @@
-"""The v1 agent-loop worker's group logic, end to end on CPU.
+"""The anchor mixers of ``dagrpo_verl.agent_loop``, end to end on CPU: the v1 worker
+(TransferQueue) and the legacy manager (``RayPPOTrainer``, DataProto).
 
 Real: verl's ``RLHFDataset`` + ``collate_fn`` on a parquet written by
 ``dagrpo_verl.data.prepare``, verl's config (hydra ``ppo_trainer``), a real
@@ -10,7 +11,9 @@ function file through ``reward.custom_reward_function``, a real TransferQueue
 
 Stood in for: only the GPU generation server - ``ScriptedLLM`` below replaces verl's
 ``LLMServerClient`` and returns fixed response texts per prompt (with log-probs -0.5).
-The worker runs in the test process instead of a Ray actor (same class, same methods).
+The v1 worker runs in the test process instead of a Ray actor (same class, same
+methods); the legacy manager is created with verl's ``create`` and runs one real
+``DaGRPOAgentLoopWorker`` Ray actor.
 """
 
 from __future__ import annotations
@@ -295,3 +298,120 @@ def test_anchor_text_reaches_the_worker_through_extra_info(setup):
     texts = {p[-1]["content"]: anchor_text_of(info) for p, info in zip(batch["raw_prompt"], batch["extra_info"])}
     assert texts == ANCHORS
     assert all(ANCHOR_TEXT in info for info in batch["extra_info"])
+
+
+# ------------------------------------------------------------------------------------------------ legacy trainer
+
+
+@pytest.fixture(scope="module")
+def legacy_manager(setup):
+    """verl's ``AgentLoopManager.create`` path with our class, one worker actor, the scripted server."""
+    import sys
+
+    import cloudpickle
+    from omegaconf import open_dict
+    from transformers import AutoTokenizer
+
+    from dagrpo_verl.agent_loop import DaGRPOAgentLoopManager
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # ScriptedLLM travels to the worker actor
+    config = _config(setup["config"], enable=True, trigger="hard", on_failed_verification="skip")
+    with open_dict(config):
+        config.trainer.use_v1 = False
+        config.actor_rollout_ref.rollout.agent.num_workers = 1
+    tokenizer = AutoTokenizer.from_pretrained(config.actor_rollout_ref.model.path)
+    manager = DaGRPOAgentLoopManager.create(
+        config=config,
+        llm_client=ScriptedLLM(tokenizer),
+        teacher_client=None,
+        reward_loop_worker_handles=[setup["reward_worker"]],
+    )
+    return manager, config, tokenizer
+
+
+def _legacy_step(config, tokenizer, manager, validate=False):
+    """The generation part of verl's RayPPOTrainer.fit (verl 0.9.1 ray_trainer.py), with our manager."""
+    from verl.protocol import DataProto
+    from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+    from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
+
+    dataset = RLHFDataset(data_files=[str(config.data.train_files[0])], tokenizer=tokenizer, config=config.data)
+    batch = DataProto.from_single_dict(collate_fn([dataset[i] for i in range(len(dataset))]))
+    batch.non_tensor_batch["uid"] = np.array([str(uuid.uuid4()) for _ in range(len(batch))], dtype=object)
+    gen_batch = RayPPOTrainer._get_gen_batch(None, batch)  # does not use self
+    gen_batch.meta_info["global_steps"] = 1
+    if validate:
+        gen_batch.meta_info["validate"] = True
+    output = manager.generate_sequences(gen_batch.repeat(repeat_times=N, interleave=True))
+    return batch.repeat(repeat_times=N, interleave=True).union(output)
+
+
+def test_legacy_manager_replaces_by_uid_and_union_still_works(legacy_manager):
+    manager, config, tokenizer = legacy_manager
+    batch = _legacy_step(config, tokenizer, manager)
+    questions = np.array([p[-1]["content"] for p in batch.non_tensor_batch["raw_prompt"]])
+    is_anchor = batch.non_tensor_batch[IS_ANCHOR]
+    judge = batch.non_tensor_batch[JUDGE_SCORE]
+    assert is_anchor.dtype == bool and judge.dtype == np.float32 and len(batch) == 3 * N
+
+    hard = np.flatnonzero(questions == HARD_Q)
+    assert is_anchor[hard].tolist() == [True, False, False, False]  # all tied at 0: first row replaced
+    assert not is_anchor[questions != HARD_Q].any()  # easy group: accuracy 0.5; bad anchor: skipped
+    assert batch.non_tensor_batch[ANCHOR_FAILED][questions == BAD_ANCHOR_Q].tolist() == [1] * N
+    assert batch.non_tensor_batch[ANCHOR_FAILED][questions != BAD_ANCHOR_Q].tolist() == [0] * (2 * N)
+
+    row, rollout = hard[0], hard[1]
+    prompt_width = batch.batch["prompts"].size(1)
+    assert torch.equal(batch.batch["prompts"][row], batch.batch["prompts"][rollout])
+    assert torch.equal(batch.batch["attention_mask"][row, :prompt_width], batch.batch["attention_mask"][rollout, :prompt_width])
+    expected = tokenizer.encode(ANCHORS[HARD_Q], add_special_tokens=False) + [tokenizer.eos_token_id]
+    length = len(expected)
+    assert batch.batch["responses"][row, :length].tolist() == expected
+    assert batch.batch["response_mask"][row].tolist() == [1] * length + [0] * (RESPONSE_LENGTH - length)
+    assert batch.batch["attention_mask"][row, prompt_width:].tolist() == batch.batch["response_mask"][row].tolist()
+    assert torch.equal(batch.batch["input_ids"][row], torch.cat([batch.batch["prompts"][row], batch.batch["responses"][row]]))
+    assert batch.batch["rm_scores"][row].nonzero().flatten().tolist() == [length - 1]
+    assert float(batch.batch["rm_scores"][row].sum()) == 1.0
+    assert batch.batch["rollout_log_probs"][row].abs().sum() == 0
+    assert float(batch.batch["rollout_log_probs"][rollout, 0]) == -0.5
+    assert judge[row] == 10.0 and judge[rollout] == 2.0
+    assert batch.non_tensor_batch["saw_anchor_flag"][hard].tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_legacy_manager_skips_validation(legacy_manager):
+    manager, config, tokenizer = legacy_manager
+    batch = _legacy_step(config, tokenizer, manager, validate=True)
+    assert not batch.non_tensor_batch[IS_ANCHOR].any()
+
+
+def test_setup_errors_name_the_key(setup):
+    from omegaconf import open_dict
+
+    from dagrpo_verl.agent_loop import check_anchor_setup
+
+    config = _config(setup["config"], mode="append")
+    with open_dict(config):
+        config.trainer.use_v1 = False
+    with pytest.raises(ValueError, match="mode=append is not possible with the legacy trainer.*ray_trainer.py"):
+        check_anchor_setup(config, legacy=True, reward_loop_worker_handles=[object()])
+    with pytest.raises(ValueError, match="DaGRPOAgentLoopManager is for trainer.use_v1=false"):
+        check_anchor_setup(_config(setup["config"]), legacy=True, reward_loop_worker_handles=[object()])
+    with pytest.raises(ValueError, match="needs rewards inside the agent loop"):
+        check_anchor_setup(_config(setup["config"]), legacy=False, reward_loop_worker_handles=None)
+    with pytest.raises(ValueError, match="num_anchors=4 with mode=replace must be <"):
+        check_anchor_setup(_config(setup["config"], num_anchors=N), legacy=False, reward_loop_worker_handles=[1])
+    # rectification-only runs need no reward workers
+    assert not check_anchor_setup(_config(setup["config"], enable=False), legacy=False, reward_loop_worker_handles=None).enable
+
+
+def test_anchor_response_is_cut_to_the_response_length(setup):
+    from transformers import AutoTokenizer
+
+    from dagrpo_verl.agent_loop import anchor_response_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(setup["config"].actor_rollout_ref.model.path)
+    text = "We add the numbers one by one. " * 20
+    full = tokenizer.encode(text, add_special_tokens=False)
+    assert len(full) > RESPONSE_LENGTH
+    assert anchor_response_ids(tokenizer, text, RESPONSE_LENGTH) == full[:RESPONSE_LENGTH]  # cut: no eos
+    assert anchor_response_ids(tokenizer, "Yes.", RESPONSE_LENGTH)[-1] == tokenizer.eos_token_id
