@@ -2,7 +2,10 @@
 
 1,024 requests to a server (separate process, 127.0.0.1) that answers after 50 ms, with
 ``judge.max_concurrency=64``. The ideal time is 1024 * 0.05 / 64 = 0.8 s; the target is
-within 1.2x of it (0.96 s). Prints one JSON line and exits non-zero when over the target.
+within 1.2x of it (0.96 s). Prints one JSON line (best of ``--repeats`` batches after a
+warm-up batch, the CPU milliseconds per request of client and server, and the machine's load,
+since on a shared 2-core machine the wall time depends on what else runs) and exits non-zero
+when over the target.
 
     .venv/bin/python -m benchmarks.bench_judge [--requests 1024 --concurrency 64 --delay 0.05]
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -32,13 +36,25 @@ def _start_server(delay: float) -> tuple[subprocess.Popen, int]:
     return proc, int(line.split()[1])
 
 
-async def _run(base_url: str, requests: int, concurrency: int, repeats: int) -> list[float]:
+def _process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (Linux /proc; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _run(base_url: str, requests: int, concurrency: int, repeats: int) -> tuple[list[float], float]:
+    """Times of ``repeats`` batches, and the client's CPU seconds per batch."""
     config = {"backend": "openai", "base_url": base_url, "model": "bench", "max_concurrency": concurrency,
               "timeout_s": 30.0, "deadline_s": 120.0}
     judge = get_judge(config)
     # Warm-up batch: opens the connection pool (as a training run's first step does).
     await judge.score([JudgeItem("warm-up", f"response {i}", "reference") for i in range(concurrency)])
     times = []
+    cpu_start = time.process_time()
     for repeat in range(repeats):
         items = [JudgeItem("What is 6 * 7?", f"run {repeat} response {i}: \\boxed{{42}}", "\\boxed{42}")
                  for i in range(requests)]
@@ -48,8 +64,9 @@ async def _run(base_url: str, requests: int, concurrency: int, repeats: int) -> 
         times.append(time.perf_counter() - start)
         if scores != [7.0] * requests:
             raise RuntimeError(f"unexpected scores: {sorted(set(map(str, scores)))}")
-    await judge.scorer.aclose()
-    return times
+    cpu = (time.process_time() - cpu_start) / repeats
+    await judge.aclose()
+    return times, cpu
 
 
 def main() -> int:
@@ -60,8 +77,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     proc, port = _start_server(args.delay)
+    server_cpu_start = _process_cpu_s(proc.pid)
     try:
-        times = asyncio.run(_run(f"http://127.0.0.1:{port}/v1", args.requests, args.concurrency, args.repeats))
+        times, client_cpu = asyncio.run(
+            _run(f"http://127.0.0.1:{port}/v1", args.requests, args.concurrency, args.repeats)
+        )
+        server_cpu_end = _process_cpu_s(proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -77,6 +98,11 @@ def main() -> int:
         "best_s": round(best, 3),
         "ratio_to_limit": round(best / limit, 3),
         "target_ratio": 1.2,
+        "client_cpu_ms_per_request": round(1000 * client_cpu / args.requests, 3),
+        "server_cpu_ms_per_request": None
+        if server_cpu_start is None or server_cpu_end is None
+        else round(1000 * (server_cpu_end - server_cpu_start) / (args.requests * args.repeats + args.concurrency), 3),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "judge/latency_p50": round(metrics["judge/latency_p50"], 4),
         "judge/latency_p95": round(metrics["judge/latency_p95"], 4),
     }
