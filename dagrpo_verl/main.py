@@ -1,8 +1,8 @@
 """DaGRPO trainer entry: ``python -m dagrpo_verl.main [hydra overrides]``.
 
 Composes ``dagrpo_verl/config/dagrpo_trainer.yaml`` (verl's ``ppo_trainer`` plus the
-DaGRPO defaults), checks it (verl's ``validate_config`` and
-:func:`dagrpo_verl.validation.validate_dagrpo_config`) before Ray starts, and runs
+DaGRPO defaults), checks it (:func:`dagrpo_verl.validation.validate_dagrpo_config`,
+then verl's ``validate_config``) before Ray starts, and runs
 verl's ``run_ppo`` with the DaGRPO task runner: the v1 trainer by default, the legacy
 ``RayPPOTrainer`` with ``trainer.use_v1=false`` (see :mod:`dagrpo_verl.trainer`).
 """
@@ -43,9 +43,9 @@ def run(config: DictConfig) -> None:
     from dagrpo_verl.trainer import DaGRPOLegacyTaskRunner, DaGRPOTaskRunner
     from dagrpo_verl.validation import validate_dagrpo_config
 
+    validate_dagrpo_config(config)
     auto_set_device(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
-    validate_dagrpo_config(config)
     run_ppo(config, task_runner_class=DaGRPOTaskRunner if config.trainer.use_v1 else DaGRPOLegacyTaskRunner)
 
 

@@ -122,12 +122,15 @@ def _check_judge_reward(config: DictConfig) -> None:
             "reward.reward_model.enable=true replaces it by a reward model; set reward.reward_model.enable=false "
             "(the judge is configured under reward.custom_reward_function.reward_kwargs.judge)."
         )
-    if path.rstrip("/").replace("/", ".") != DAGRPO_REWARD_PATH:
+    if str(path).removeprefix("pkg://").replace("/", ".").removesuffix(".py") != "dagrpo_verl.reward":
         return  # a user reward function: it must return {"score": ..., "judge_score": ...} itself
     judge = _select(config, "reward.custom_reward_function.reward_kwargs.judge")
     from dagrpo_verl.judge import judge_config_from
 
-    judge_config = judge_config_from(OmegaConf.to_container(judge, resolve=True) if judge is not None else None)
+    try:
+        judge_config = judge_config_from(OmegaConf.to_container(judge, resolve=True) if judge is not None else None)
+    except ValueError as error:
+        raise DaGRPOConfigError(str(error)) from error
     if judge_config.backend == "none":
         raise DaGRPOConfigError(
             "algorithm.dagrpo.rectification=true but reward.custom_reward_function.reward_kwargs.judge.backend=none "
