@@ -132,7 +132,9 @@ def test_advantages_equal_core_on_transfer_queue_data(transfer_queue):
     config = _config()
     meta = _put_batch("p1")
     metrics: dict = {}
-    _trainer(config)._compute_advantage(meta, metrics)
+    returned = _trainer(config)._compute_advantage(meta, metrics)
+    # the meta handed on to _update_actor lists every persisted field: the actor update fetches is_anchor
+    assert IS_ANCHOR in returned.fields and "advantages" in returned.fields
 
     expected_adv, _, stats = _expected(config)
     got = _read(meta, "advantages", "returns")
