@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm")
     p.add_argument("--max-model-len", type=int, default=None, help="vllm: prompt + response context length")
     p.add_argument("--regrade", action="store_true", help="grade the cached samples again before scoring")
+    p.add_argument("--score-only", action="store_true",
+                   help="generate nothing: score the samples cached so far (e.g. while a run is going)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     if args.regrade:
         regrade(args.out, progress=not args.no_progress)
-    if missing:
+    if missing and not args.score_only:
         generator = make_generator(
             args.backend, args.model, settings, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
             tensor_parallel_size=args.tensor_parallel_size, gpu_memory_utilization=args.gpu_memory_utilization,
@@ -128,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     records = [r for r in records if r.uid in wanted]
     markdown = write_reports(args.out, name, score(records, samples))
     print(markdown)
+    if args.score_only:
+        missing = 0
     print(f"eval: {len(problems)} problems, {missing} new samples in {time.perf_counter() - start:.1f} s; "
           f"results in {args.out}")
     return 0

@@ -135,7 +135,15 @@ def evaluate(
     have: dict[str, int] = {}
     for r in cached:
         have[r.uid] = max(have.get(r.uid, 0), r.sample + 1)
-    todo = [(p, have.get(p.uid, 0), samples[p.benchmark.key] - have.get(p.uid, 0)) for p in problems]
+    # Round-robin over benchmarks (1st problem of each, then 2nd...), so that an interrupted run has
+    # covered every benchmark evenly.
+    rank: dict[str, int] = {}
+    ranked = []
+    for p in problems:
+        rank[p.benchmark.key] = rank.get(p.benchmark.key, 0) + 1
+        ranked.append((rank[p.benchmark.key], p))
+    ordered = [p for _, p in sorted(ranked, key=lambda t: t[0])]
+    todo = [(p, have.get(p.uid, 0), samples[p.benchmark.key] - have.get(p.uid, 0)) for p in ordered]
     todo = [t for t in todo if t[2] > 0]
     seed = generator.settings.seed
     bar = tqdm(total=sum(t[2] for t in todo), desc="eval/generate", unit="sample", disable=not progress)

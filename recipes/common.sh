@@ -1,0 +1,130 @@
+# Shared by the recipes/run_*.sh scripts: environment defaults, the paper's settings, the launcher.
+# Source it from a recipe; do not run it.
+#
+# Environment (defaults in brackets):
+#   MODEL_PATH      policy model                         [Qwen/Qwen2.5-Math-7B]
+#   TRAIN_FILE      training parquet from `python -m dagrpo_verl.data.prepare`
+#                                                        [data/openr1/train.parquet]
+#   VAL_FILES       validation parquets, comma-separated [data/benchmarks/valid.all.parquet]
+#   NNODES, GPUS    nodes and GPUs per node              [1, 8]
+#   ROLLOUT_TP      vLLM tensor parallel size of the rollout [2]
+#   MAX_TOKEN_LEN_PER_GPU  dynamic-batch token budget per GPU [16384]
+#   PROJECT, EXPERIMENT    tracking names                [dagrpo, <recipe name>]
+#   OUT_DIR         checkpoints, TensorBoard logs, verl's metrics file [outputs/$EXPERIMENT]
+#   PYTHON          interpreter                          [python3]
+#   DRY_RUN=1       print the command and stop
+# Any argument of the recipe is appended as a hydra override ("$@"), so it wins over the defaults.
+
+set -euo pipefail
+
+MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-Math-7B}
+TRAIN_FILE=${TRAIN_FILE:-data/openr1/train.parquet}
+VAL_FILES=${VAL_FILES:-data/benchmarks/valid.all.parquet}
+NNODES=${NNODES:-1}
+GPUS=${GPUS:-8}
+ROLLOUT_TP=${ROLLOUT_TP:-2}
+MAX_TOKEN_LEN_PER_GPU=${MAX_TOKEN_LEN_PER_GPU:-16384}
+PROJECT=${PROJECT:-dagrpo}
+EXPERIMENT=${EXPERIMENT:-$RECIPE}
+OUT_DIR=${OUT_DIR:-outputs/$EXPERIMENT}
+PYTHON=${PYTHON:-python3}
+
+# hydra list literal from a comma-separated list: a,b -> ['a','b']
+_hydra_list() {
+    local IFS=,
+    local items=()
+    for item in $1; do items+=("'$item'"); done
+    echo "[${items[*]}]"
+}
+
+# The paper's training settings (DaGRPO, arXiv 2512.06337, section 4.1 and appendix):
+# G=8 rollouts at temperature 1.0 / top-p 1.0, 8192 response tokens, 128 prompts per rollout
+# batch, 64 per update, lr 1e-6, 500 steps; Dr.GRPO: no std normalisation, no KL, no length
+# normalisation (seq-mean-token-sum-norm). Validation samples like the evaluation (T=0.6).
+PAPER_ARGS=(
+    "data.train_files=$(_hydra_list "$TRAIN_FILE")"
+    "data.val_files=$(_hydra_list "$VAL_FILES")"
+    data.train_batch_size=128
+    data.max_prompt_length=1024
+    data.max_response_length=8192
+    data.filter_overlong_prompts=true
+    data.truncation=error
+    "actor_rollout_ref.model.path=$MODEL_PATH"
+    actor_rollout_ref.model.use_remove_padding=true
+    actor_rollout_ref.model.enable_gradient_checkpointing=true
+    actor_rollout_ref.actor.optim.lr=1e-6
+    actor_rollout_ref.actor.ppo_mini_batch_size=64
+    actor_rollout_ref.actor.use_dynamic_bsz=true
+    "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=$MAX_TOKEN_LEN_PER_GPU"
+    actor_rollout_ref.actor.use_kl_loss=false
+    actor_rollout_ref.actor.kl_loss_coef=0.0
+    actor_rollout_ref.actor.entropy_coeff=0.0
+    actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm
+    actor_rollout_ref.rollout.name=vllm
+    actor_rollout_ref.rollout.n=8
+    actor_rollout_ref.rollout.temperature=1.0
+    actor_rollout_ref.rollout.top_p=1.0
+    "actor_rollout_ref.rollout.tensor_model_parallel_size=$ROLLOUT_TP"
+    actor_rollout_ref.rollout.gpu_memory_utilization=0.6
+    actor_rollout_ref.rollout.val_kwargs.do_sample=true
+    actor_rollout_ref.rollout.val_kwargs.temperature=0.6
+    actor_rollout_ref.rollout.val_kwargs.top_p=1.0
+    actor_rollout_ref.rollout.val_kwargs.n=1
+    algorithm.norm_adv_by_std_in_grpo=false
+    algorithm.use_kl_in_reward=false
+    trainer.total_training_steps=500
+    "trainer.nnodes=$NNODES"
+    "trainer.n_gpus_per_node=$GPUS"
+    "trainer.project_name=$PROJECT"
+    "trainer.experiment_name=$EXPERIMENT"
+    "trainer.logger=['console','tensorboard','file']"
+    "trainer.default_local_dir=$OUT_DIR/checkpoints"
+    trainer.save_freq=50
+    trainer.test_freq=25
+    trainer.val_before_train=true
+)
+
+# Judge settings for the DaGRPO recipes (see recipes/serve_judge.sh and docs/judge.md):
+#   JUDGE_BASE_URL     OpenAI-compatible endpoint [http://127.0.0.1:${JUDGE_PORT:-8000}/v1]
+#   JUDGE_MODEL        served model name          [Qwen/Qwen2.5-72B-Instruct]
+#   JUDGE_API_KEY_ENV  name of the variable holding the API key (never the key itself) [none]
+#   JUDGE_CONCURRENCY  requests in flight per reward worker [64]
+_JUDGE=reward.custom_reward_function.reward_kwargs.judge
+JUDGE_ARGS=(
+    "$_JUDGE.backend=openai"
+    "++$_JUDGE.base_url=${JUDGE_BASE_URL:-http://127.0.0.1:${JUDGE_PORT:-8000}/v1}"
+    "++$_JUDGE.model=${JUDGE_MODEL:-Qwen/Qwen2.5-72B-Instruct}"
+    "++$_JUDGE.max_concurrency=${JUDGE_CONCURRENCY:-64}"
+)
+if [[ -n "${JUDGE_API_KEY_ENV:-}" ]]; then
+    JUDGE_ARGS+=("++$_JUDGE.api_key_env=$JUDGE_API_KEY_ENV")
+fi
+
+# Single-quote an argument for printing when it holds characters the shell would interpret.
+_quote() {
+    if [[ "$1" =~ ^[A-Za-z0-9_./:=+,@%-]+$ ]]; then
+        printf '%s' "$1"
+    else
+        printf "'%s'" "${1//\'/\'\\\'\'}"
+    fi
+}
+
+# launch MODULE OVERRIDE... : print the command, then replace the shell with it (unless DRY_RUN=1).
+launch() {
+    local cmd=("$PYTHON" -m "$@")
+    export TENSORBOARD_DIR=${TENSORBOARD_DIR:-$OUT_DIR/tensorboard}
+    export VERL_FILE_LOGGER_PATH=${VERL_FILE_LOGGER_PATH:-$OUT_DIR/verl_metrics.jsonl}
+    echo "== $RECIPE: $NNODES node(s) x $GPUS GPU(s), model $MODEL_PATH, output $OUT_DIR"
+    echo "== TENSORBOARD_DIR=$TENSORBOARD_DIR VERL_FILE_LOGGER_PATH=$VERL_FILE_LOGGER_PATH"
+    printf '%s -m %s' "$(_quote "$PYTHON")" "$(_quote "$1")"
+    local arg
+    for arg in "${cmd[@]:3}"; do
+        printf ' \\\n    %s' "$(_quote "$arg")"
+    done
+    printf '\n'
+    if [[ "${DRY_RUN:-0}" == 1 ]]; then
+        return 0
+    fi
+    mkdir -p "$OUT_DIR"
+    exec "${cmd[@]}"
+}

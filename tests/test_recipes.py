@@ -1,0 +1,147 @@
+"""Recipes: every script's full override set composes (hydra ``--cfg job`` on the real entry point),
+carries the paper's settings, takes ``"$@"`` overrides and NNODES/GPUS/paths from the environment,
+and passes DaGRPO's and verl's config validation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+TRAINING_RECIPES = ("run_dagrpo_qwen2.5_math_7b.sh", "run_grpo_baseline.sh", "run_dagrpo_no_offpolicy.sh")
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    train = tmp / "train.parquet"
+    pd.DataFrame(
+        {
+            "data_source": ["openr1"],
+            "prompt": [[{"role": "user", "content": "1+1?"}]],
+            "ability": ["math"],
+            "reward_model": [{"ground_truth": "2", "style": "rule"}],
+            "extra_info": [{"index": 0, "split": "train", "anchor": "1+1=2, so \\boxed{2}"}],
+        }
+    ).to_parquet(train)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUDGE_", "DRY_RUN"))}
+    env.update(
+        PYTHON=sys.executable,
+        MODEL_PATH="/models/qwen2.5-math-7b",
+        TRAIN_FILE=str(train),
+        VAL_FILES="/data/valid.all.parquet,/data/valid.gpqa.parquet",
+        NNODES="2",
+        GPUS="4",
+        OUT_DIR=str(tmp / "out"),
+        JUDGE_BASE_URL="http://judge-host:8123/v1",
+        JUDGE_MODEL="my-judge",
+        JUDGE_API_KEY_ENV="MY_JUDGE_KEY",
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def composed(tmp_path_factory) -> dict[str, tuple[str, object]]:
+    """Each training recipe run with ``--cfg job`` (hydra composes and prints the config, trains nothing)."""
+    tmp = tmp_path_factory.mktemp("recipes")
+    env = _env(tmp)
+    procs = {
+        name: subprocess.Popen(
+            ["bash", str(RECIPES / name), "trainer.total_training_steps=7", "--cfg", "job"],
+            cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for name in TRAINING_RECIPES
+    }
+    results = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{name} failed to compose:\n{err[-4000:]}"
+        lines = out.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"{sys.executable} -m "))
+        end = next(i for i in range(start, len(lines)) if not lines[i].endswith("\\"))
+        results[name] = ("\n".join(lines[: end + 1]), OmegaConf.create("\n".join(lines[end + 1 :])))
+    return results
+
+
+@pytest.mark.parametrize("name", TRAINING_RECIPES)
+def test_paper_settings_compose(composed, name):
+    printed, cfg = composed[name]
+    assert "2 node(s) x 4 GPU(s)" in printed and "trainer.total_training_steps=7" in printed
+    assert cfg.trainer.nnodes == 2 and cfg.trainer.n_gpus_per_node == 4
+    assert cfg.trainer.total_training_steps == 7  # "$@" wins over the recipe's 500
+    assert cfg.actor_rollout_ref.model.path == "/models/qwen2.5-math-7b"
+    assert list(cfg.data.val_files) == ["/data/valid.all.parquet", "/data/valid.gpqa.parquet"]
+    assert cfg.data.train_batch_size == 128 and cfg.actor_rollout_ref.actor.ppo_mini_batch_size == 64
+    assert cfg.data.max_response_length == 8192 and cfg.actor_rollout_ref.actor.optim.lr == 1e-6
+    rollout = cfg.actor_rollout_ref.rollout
+    assert rollout.n == 8 and rollout.temperature == 1.0 and rollout.top_p == 1.0
+    assert rollout.val_kwargs.temperature == 0.6 and rollout.val_kwargs.do_sample
+    actor = cfg.actor_rollout_ref.actor
+    assert actor.loss_agg_mode == "seq-mean-token-sum-norm" and not actor.use_kl_loss
+    assert cfg.algorithm.norm_adv_by_std_in_grpo is False and cfg.algorithm.use_kl_in_reward is False
+    assert cfg.reward.custom_reward_function.path == "pkg://dagrpo_verl.reward"
+
+
+def test_dagrpo_recipe_is_valid(composed, monkeypatch):
+    from dagrpo_verl.judge import judge_config_from
+    from dagrpo_verl.validation import validate_dagrpo_config
+
+    monkeypatch.setenv("MY_JUDGE_KEY", "k")  # the variable JUDGE_API_KEY_ENV names must exist where training runs
+    _, cfg = composed["run_dagrpo_qwen2.5_math_7b.sh"]
+    settings = validate_dagrpo_config(cfg)
+    assert settings.delta == 3.0 and settings.rectification
+    assert settings.anchor.enable and settings.anchor.trigger == "always"
+    assert cfg.actor_rollout_ref.actor.policy_loss.loss_mode == "dagrpo"
+    assert cfg.actor_rollout_ref.actor.policy_loss.off_policy_gamma == 0.1
+    judge = judge_config_from(OmegaConf.to_container(cfg.reward.custom_reward_function.reward_kwargs.judge))
+    assert (judge.backend, judge.base_url, judge.model, judge.api_key_env) == (
+        "openai", "http://judge-host:8123/v1", "my-judge", "MY_JUDGE_KEY"
+    )
+
+
+def test_ablation_and_baseline(composed, monkeypatch):
+    from dagrpo_verl.judge import judge_config_from
+    from dagrpo_verl.validation import validate_dagrpo_config
+
+    monkeypatch.setenv("MY_JUDGE_KEY", "k")
+    _, ablation = composed["run_dagrpo_no_offpolicy.sh"]
+    settings = validate_dagrpo_config(ablation)
+    assert settings.rectification and not settings.anchor.enable
+    _, baseline = composed["run_grpo_baseline.sh"]
+    assert baseline.algorithm.adv_estimator == "grpo"
+    assert baseline.actor_rollout_ref.actor.policy_loss.loss_mode == "vanilla"
+    assert "dagrpo" not in baseline.algorithm
+    judge = judge_config_from(OmegaConf.to_container(baseline.reward.custom_reward_function.reward_kwargs.judge))
+    assert judge.backend == "none"
+
+
+def test_dry_run_prints_and_stops(tmp_path):
+    env = _env(tmp_path)
+    env["DRY_RUN"] = "1"
+    env["PYTHON"] = "/nonexistent/python"  # never executed
+    out = subprocess.run(["bash", str(RECIPES / "run_dagrpo_no_offpolicy.sh"), "data.seed=1"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert "/nonexistent/python -m dagrpo_verl.main" in out and out.rstrip().endswith("data.seed=1")
+    assert not (tmp_path / "out").exists()
+
+
+def test_serve_judge(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUDGE_")}
+    env.update(DRY_RUN="1", JUDGE_GPUS="4,5", JUDGE_MODEL="Qwen/Qwen2.5-7B-Instruct", JUDGE_API_KEY_ENV="K", K="s3cret")
+    out = subprocess.run(["bash", str(RECIPES / "serve_judge.sh"), "--seed", "1"], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert "CUDA_VISIBLE_DEVICES=4,5 vllm serve Qwen/Qwen2.5-7B-Instruct" in out
+    assert "--tensor-parallel-size 2" in out and out.rstrip().endswith("--seed 1")
+    assert "s3cret" not in out and "--api-key ***" in out
+    env.pop("K")
+    failed = subprocess.run(["bash", str(RECIPES / "serve_judge.sh")], env=env, capture_output=True, text=True)
+    assert failed.returncode != 0 and "$K is empty" in failed.stderr
+    env.update(JUDGE_BASE_URL="https://api.example.com/v1", JUDGE_API_KEY_ENV="")
+    out = subprocess.run(["bash", str(RECIPES / "serve_judge.sh")], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert "nothing to serve" in out and "judge.base_url=https://api.example.com/v1" in out
