@@ -4,6 +4,8 @@ Importing this package registers, without activating anything:
 
 * the verl platform ``cpu`` (:class:`dagrpo_verl.cpu.platform.PlatformCPU`) in
   ``verl.plugin.platform.PlatformRegistry`` - activated by ``VERL_PLATFORM=cpu``;
+* a fix for verl's process-group backend string on the CPU
+  (:func:`dagrpo_verl.cpu.platform.install_process_group_fix`), inactive on other platforms;
 * the rollout backend ``hf_cpu`` (:mod:`dagrpo_verl.cpu.rollout`) in
   ``RolloutReplicaRegistry`` and in the table behind ``get_rollout_class`` - activated by
   ``actor_rollout_ref.rollout.name=hf_cpu``.
@@ -21,7 +23,7 @@ from verl.plugin.platform import PlatformRegistry
 from verl.workers.rollout import base as _rollout_base
 from verl.workers.rollout.replica import RolloutReplicaRegistry
 
-from dagrpo_verl.cpu.platform import PLATFORM_NAME, PlatformCPU
+from dagrpo_verl.cpu.platform import PLATFORM_NAME, PlatformCPU, install_process_group_fix
 from dagrpo_verl.cpu.rollout import ROLLOUT_NAME, HFCPUReplica
 
 __all__ = ["CPU_ENV", "PLATFORM_NAME", "ROLLOUT_NAME"]
@@ -38,6 +40,7 @@ CPU_ENV = {
 
 
 PlatformRegistry.register(platform=PLATFORM_NAME)(PlatformCPU)
+install_process_group_fix()
 RolloutReplicaRegistry.register(ROLLOUT_NAME, lambda: HFCPUReplica)
 # verl 0.9.1 has no register function for the rollout adapter table read by
 # get_rollout_class(); adding the entry is the only way in (docs/cpu.md).

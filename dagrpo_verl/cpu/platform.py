@@ -28,7 +28,7 @@ from typing import Any, Optional
 import torch
 from verl.plugin.platform.platform_cuda import PlatformCUDA
 
-__all__ = ["CPU_DEVICE_MODULE", "PLATFORM_NAME", "PlatformCPU"]
+__all__ = ["CPU_DEVICE_MODULE", "PLATFORM_NAME", "PlatformCPU", "install_process_group_fix"]
 
 #: Name under which :class:`PlatformCPU` is registered; select it with ``VERL_PLATFORM=cpu``.
 PLATFORM_NAME = "cpu"
@@ -173,3 +173,35 @@ class PlatformCPU(PlatformCUDA):
     def cudart(self) -> Any:
         """No CUDA runtime."""
         return None
+
+
+def install_process_group_fix() -> None:
+    """Make ``verl.utils.distributed.initialize_global_process_group_ray`` work on the CPU.
+
+    verl builds its default backend string as ``f"cpu:gloo,{device}:{backend}"``, which on
+    this platform is ``"cpu:gloo,cpu:gloo"``; torch rejects it with
+    ``ValueError: Duplicate device type cpu in backend string: gloo. The custom backend
+    string argument is invalid: cpu:gloo,cpu:gloo.`` (``TrainingWorker.__init__``). verl has
+    no setting for that string, so the function is wrapped in memory: while the active
+    platform's device is ``"cpu"``, a missing ``backend`` becomes ``"cpu:gloo"``; otherwise
+    the call is passed on unchanged. Must run before ``verl.workers.engine_workers`` is
+    imported (it binds the function by name); :mod:`dagrpo_verl.cpu` calls it on import,
+    which ``VERL_USE_EXTERNAL_MODULES`` makes happen inside ``import verl``. Idempotent.
+    """
+    import functools
+
+    from verl.utils import distributed
+    from verl.utils.device import get_device_name
+
+    original = distributed.initialize_global_process_group_ray
+    if getattr(original, "_dagrpo_cpu_fix", False):
+        return
+
+    @functools.wraps(original)
+    def initialize_global_process_group_ray(timeout_second=None, backend=None):
+        if backend is None and get_device_name() == PLATFORM_NAME:
+            backend = "cpu:gloo"
+        return original(timeout_second=timeout_second, backend=backend)
+
+    initialize_global_process_group_ray._dagrpo_cpu_fix = True
+    distributed.initialize_global_process_group_ray = initialize_global_process_group_ray
