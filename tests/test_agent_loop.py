@@ -415,3 +415,46 @@ def test_anchor_response_is_cut_to_the_response_length(setup):
     assert len(full) > RESPONSE_LENGTH
     assert anchor_response_ids(tokenizer, text, RESPONSE_LENGTH) == full[:RESPONSE_LENGTH]  # cut: no eos
     assert anchor_response_ids(tokenizer, "Yes.", RESPONSE_LENGTH)[-1] == tokenizer.eos_token_id
+
+
+def test_v1_manager_create_runs_the_worker_as_a_ray_actor(setup):
+    """The install path: verl's ``AgentLoopManagerTQ.create`` with our manager spawns our worker actor,
+    which fires the groups in the background and marks each prompt finished once its group is put."""
+    import sys
+    import time
+
+    import cloudpickle
+    from omegaconf import open_dict
+    from transformers import AutoTokenizer
+
+    from dagrpo_verl.agent_loop import DaGRPOAgentLoopManagerTQ
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    config = _config(setup["config"], enable=True, trigger="hard")
+    with open_dict(config):
+        config.actor_rollout_ref.rollout.agent.num_workers = 1
+    tokenizer = AutoTokenizer.from_pretrained(config.actor_rollout_ref.model.path)
+    manager = DaGRPOAgentLoopManagerTQ.create(
+        config=config,
+        llm_client=ScriptedLLM(tokenizer),
+        teacher_client=None,
+        reward_loop_worker_handles=[setup["reward_worker"]],
+    )
+    batch = _batch(config, tokenizer)
+    manager.generate_sequences(batch)
+    uids = list(batch["uid"])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        listing = tq.kv_list(partition_id="train").get("train", {})
+        if all(listing.get(uid, {}).get("status") == "finished" for uid in uids):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"groups not finished: { {uid: listing.get(uid) for uid in uids} }")
+    hard_uid = next(u for u, p in zip(uids, batch["raw_prompt"]) if p[-1]["content"] == HARD_Q)
+    keys = sorted(k for k in listing if k.startswith(f"{hard_uid}_"))
+    data = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=[IS_ANCHOR, JUDGE_SCORE, "uid"])
+    assert data[IS_ANCHOR].tolist() == [True, False, False, False]
+    assert data[JUDGE_SCORE].dtype == torch.float32 and data[JUDGE_SCORE].tolist() == [10.0, 2.0, 2.0, 2.0]
+    all_keys = [k for k in listing if k.split("_")[0] in uids]
+    tq.kv_clear(keys=all_keys, partition_id="train")
