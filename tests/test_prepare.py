@@ -150,3 +150,18 @@ def test_unreachable_hugging_face_name_is_clear(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
     with pytest.raises(RuntimeError, match="could not load the Hugging Face data set 'nobody/no-such-set'"):
         prepare("nobody/no-such-set", tmp_path / "out.parquet")
+
+
+def test_real_benchmark_rows_fail_only_for_the_missing_anchor():
+    """The public evaluation parquets (same layout, no expert answers): every other check passes on real rows."""
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks" / "valid.gpqa.parquet"
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    rows = load_rows(str(path))
+    with pytest.raises(DataValidationError) as info:
+        convert_rows(rows)
+    assert {e.kind for e in info.value.errors} == {"missing_anchor"} and len(info.value.errors) == len(rows)
+    result = convert_rows([{**row, "target": "expert"} for row in rows])
+    assert result.dropped == 0 and len(result.rows) == len(rows)
