@@ -188,3 +188,19 @@ def test_limit_and_missing_data(tiny_model, data_dir, tmp_path):
     assert sorted(r.benchmark for r in read_samples(out)) == ["arc_c", "math500"]
     with pytest.raises(SystemExit, match="dagrpo_verl.data.benchmarks"):
         _run(tiny_model, tmp_path / "empty", tmp_path / "run2")
+
+
+def test_table_combines_runs(tiny_model, data_dir, tmp_path, capsys):
+    from dagrpo_verl.eval.table import main as table_main
+
+    for name in ("grpo", "dagrpo"):
+        assert _run(tiny_model, data_dir, tmp_path / name, "--samples", "all=1", "--benchmarks", "gpqa", "mmlu_pro",
+                    "--name", name) == 0
+    capsys.readouterr()
+    assert table_main([str(tmp_path / "grpo"), str(tmp_path / "dagrpo"), "--csv", str(tmp_path / "t.csv")]) == 0
+    table = pd.read_csv(tmp_path / "t.csv", index_col=0)
+    assert list(table.index) == ["grpo", "dagrpo"]
+    assert table["GPQA*"].notna().all() and table["AIME24"].isna().all()
+    assert "| grpo |" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="scores.csv"):
+        table_main([str(tmp_path / "nothing")])

@@ -20,7 +20,7 @@ import pandas as pd
 from dagrpo_verl.eval.data import DEFAULT_FILES, load_problems
 from dagrpo_verl.eval.generate import SamplingSettings, make_generator
 from dagrpo_verl.eval.report import BenchmarkScore, score, table_frame, to_markdown
-from dagrpo_verl.eval.runner import RunInfo, evaluate, open_run, read_samples, regrade
+from dagrpo_verl.eval.runner import RunInfo, evaluate, open_run, read_samples, regrade, samples_done
 from dagrpo_verl.eval.suite import BENCHMARKS, parse_samples
 
 __all__ = ["build_parser", "main", "write_reports", "SCORES_FILE"]
@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     open_run(args.out, RunInfo(name, args.model, settings.temperature, settings.top_p, settings.max_new_tokens,
                                settings.seed))
     wanted = {p.uid for p in problems}
-    missing = sum(max(0, samples[p.benchmark.key] - n) for p, n in _have(problems, args.out))
+    done = samples_done(read_samples(args.out))
+    missing = sum(max(0, samples[p.benchmark.key] - done.get(p.uid, 0)) for p in problems)
     start = time.perf_counter()
     if args.regrade:
         regrade(args.out, progress=not args.no_progress)
@@ -135,12 +136,4 @@ def main(argv: list[str] | None = None) -> int:
     print(f"eval: {len(problems)} problems, {missing} new samples in {time.perf_counter() - start:.1f} s; "
           f"results in {args.out}")
     return 0
-
-
-def _have(problems, out_dir):
-    counts: dict[str, int] = {}
-    for r in read_samples(out_dir):
-        counts[r.uid] = max(counts.get(r.uid, 0), r.sample + 1)
-    return [(p, counts.get(p.uid, 0)) for p in problems]
-
 

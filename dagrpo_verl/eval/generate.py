@@ -113,7 +113,6 @@ class HFGenerator:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).to(self.device).eval()
-        self._torch = torch
         torch.manual_seed(settings.seed)
 
     def _eos_ids(self) -> set[int]:
@@ -124,7 +123,8 @@ class HFGenerator:
         return ids
 
     def generate(self, requests: list[Request]) -> list[list[Completion]]:
-        torch = self._torch
+        import torch
+
         s = self.settings
         flat = [(i, r.text) for i, r in enumerate(requests) for _ in range(r.n)]
         out: list[list[Completion]] = [[] for _ in requests]

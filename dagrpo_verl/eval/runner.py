@@ -20,7 +20,17 @@ from dagrpo_verl.eval.data import Problem
 from dagrpo_verl.eval.generate import Generator, Request, SamplingSettings, prompt_text
 from dagrpo_verl.grading import grade
 
-__all__ = ["SampleRecord", "RunInfo", "SAMPLES_FILE", "RUN_FILE", "read_samples", "open_run", "evaluate", "regrade"]
+__all__ = [
+    "SampleRecord",
+    "RunInfo",
+    "SAMPLES_FILE",
+    "RUN_FILE",
+    "read_samples",
+    "samples_done",
+    "open_run",
+    "evaluate",
+    "regrade",
+]
 
 SAMPLES_FILE = "samples.jsonl"
 RUN_FILE = "run.json"
@@ -71,6 +81,14 @@ def read_samples(out_dir: str | Path) -> list[SampleRecord]:
             except (json.JSONDecodeError, TypeError):
                 continue
     return records
+
+
+def samples_done(records: list[SampleRecord]) -> dict[str, int]:
+    """Per problem uid, the number of leading samples already cached (next sample index)."""
+    done: dict[str, int] = {}
+    for r in records:
+        done[r.uid] = max(done.get(r.uid, 0), r.sample + 1)
+    return done
 
 
 def open_run(out_dir: str | Path, info: RunInfo) -> None:
@@ -132,9 +150,7 @@ def evaluate(
     path = Path(out_dir) / SAMPLES_FILE
     _drop_torn_tail(path)
     cached = read_samples(out_dir)
-    have: dict[str, int] = {}
-    for r in cached:
-        have[r.uid] = max(have.get(r.uid, 0), r.sample + 1)
+    have = samples_done(cached)
     # Round-robin over benchmarks (1st problem of each, then 2nd...), so that an interrupted run has
     # covered every benchmark evenly.
     rank: dict[str, int] = {}
