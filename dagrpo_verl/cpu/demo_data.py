@@ -3,6 +3,9 @@
 One row per prompt: ``data_source`` (``lighteval/MATH``, so verl's built-in
 ``\\boxed{}`` scorer grades it), ``prompt`` (one user message), ``ability``,
 ``reward_model`` (``ground_truth``, ``style``) and ``extra_info`` (``index``, ``split``).
+
+:func:`digit_reward` is a reward a random model can earn, so that a smoke run has
+non-zero advantages (verl's exact-match scorer gives a random model 0 everywhere).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import os
 import pathlib
 import random
 
-__all__ = ["write_arithmetic_parquet"]
+__all__ = ["digit_reward", "write_arithmetic_parquet"]
 
 _INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -40,3 +43,12 @@ def write_arithmetic_parquet(path: str | os.PathLike, n: int = 16, *, seed: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(path)
     return path
+
+
+def digit_reward(data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None) -> float:
+    """Smoke-test reward: 1.0 iff the response contains the answer's first digit, else 0.0.
+
+    Signature of verl's ``reward.custom_reward_function``
+    (``path=pkg://dagrpo_verl.cpu.demo_data``, ``name=digit_reward``).
+    """
+    return float(ground_truth[:1] in solution_str)

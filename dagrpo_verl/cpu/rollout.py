@@ -101,6 +101,8 @@ class HFCPUServer:
             self.model_config.local_path,
             config=self.model_config.hf_config,
             dtype=dtype,
+            # the trainer's choice (often flash_attention_2) may not exist on the CPU
+            attn_implementation="sdpa",
             trust_remote_code=self.model_config.trust_remote_code,
         ).eval()
         tokenizer = self.model_config.tokenizer
