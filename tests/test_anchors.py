@@ -109,7 +109,7 @@ def batches(draw):
     return uids, rewards, has_anchor, sessions, permutation
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(batch=batches(), config=configs)
 def test_properties(batch, config):
     uids, rewards, has_anchor, sessions, permutation = batch

@@ -58,11 +58,17 @@ def _write(path, rows):
     return path
 
 
-@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
-def test_valid_rows_pass_and_reach_verl_dataset(tmp_path, suffix):
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
     from transformers import AutoTokenizer
 
     from dagrpo_verl.models import build_tiny_qwen2
+
+    return AutoTokenizer.from_pretrained(build_tiny_qwen2(tmp_path_factory.mktemp("tiny")))
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_valid_rows_pass_and_reach_verl_dataset(tmp_path, suffix, tokenizer):
     from verl.utils.dataset.rl_dataset import RLHFDataset
     from omegaconf import OmegaConf
 
@@ -79,7 +85,6 @@ def test_valid_rows_pass_and_reach_verl_dataset(tmp_path, suffix):
     assert [info["index"] for info in infos] == [100, 101, 2]
     assert infos[2]["split"] == "train"
 
-    tokenizer = AutoTokenizer.from_pretrained(build_tiny_qwen2(tmp_path / "tiny"))
     config = OmegaConf.create({"max_prompt_length": 256, "filter_overlong_prompts": False})
     dataset = RLHFDataset(data_files=[str(out)], tokenizer=tokenizer, config=config)
     item = dataset[1]
