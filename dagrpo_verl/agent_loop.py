@@ -210,7 +210,9 @@ class DaGRPOAgentLoopWorkerTQ(AgentLoopWorkerTQ.__ray_actor_class__):
                 apply_greedy_sampling_params(run_sampling_params)
             tasks = [
                 asyncio.create_task(
-                    self._run_agent_loop(run_sampling_params, trajectory=trajectory, trace=trace, session_id=i, **prompt)
+                    self._run_agent_loop(
+                        run_sampling_params, trajectory=trajectory, trace=trace, session_id=i, **prompt
+                    )
                 )
                 for i in range(n)
             ]

@@ -363,13 +363,15 @@ def test_legacy_manager_replaces_by_uid_and_union_still_works(legacy_manager):
     row, rollout = hard[0], hard[1]
     prompt_width = batch.batch["prompts"].size(1)
     assert torch.equal(batch.batch["prompts"][row], batch.batch["prompts"][rollout])
-    assert torch.equal(batch.batch["attention_mask"][row, :prompt_width], batch.batch["attention_mask"][rollout, :prompt_width])
+    attention = batch.batch["attention_mask"]
+    assert torch.equal(attention[row, :prompt_width], attention[rollout, :prompt_width])
     expected = tokenizer.encode(ANCHORS[HARD_Q], add_special_tokens=False) + [tokenizer.eos_token_id]
     length = len(expected)
     assert batch.batch["responses"][row, :length].tolist() == expected
     assert batch.batch["response_mask"][row].tolist() == [1] * length + [0] * (RESPONSE_LENGTH - length)
     assert batch.batch["attention_mask"][row, prompt_width:].tolist() == batch.batch["response_mask"][row].tolist()
-    assert torch.equal(batch.batch["input_ids"][row], torch.cat([batch.batch["prompts"][row], batch.batch["responses"][row]]))
+    sequence = torch.cat([batch.batch["prompts"][row], batch.batch["responses"][row]])
+    assert torch.equal(batch.batch["input_ids"][row], sequence)
     assert batch.batch["rm_scores"][row].nonzero().flatten().tolist() == [length - 1]
     assert float(batch.batch["rm_scores"][row].sum()) == 1.0
     assert batch.batch["rollout_log_probs"][row].abs().sum() == 0
@@ -401,7 +403,8 @@ def test_setup_errors_name_the_key(setup):
     with pytest.raises(ValueError, match="num_anchors=4 with mode=replace must be <"):
         check_anchor_setup(_config(setup["config"], num_anchors=N), legacy=False, reward_loop_worker_handles=[1])
     # rectification-only runs need no reward workers
-    assert not check_anchor_setup(_config(setup["config"], enable=False), legacy=False, reward_loop_worker_handles=None).enable
+    disabled = _config(setup["config"], enable=False)
+    assert not check_anchor_setup(disabled, legacy=False, reward_loop_worker_handles=None).enable
 
 
 def test_anchor_response_is_cut_to_the_response_length(setup):
