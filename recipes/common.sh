@@ -14,6 +14,8 @@
 #   PYTHON          interpreter                          [python3]
 #   DRY_RUN=1       print the command and stop
 # Any argument of the recipe is appended as a hydra override ("$@"), so it wins over the defaults.
+# Multi-node (NNODES > 1): start a Ray cluster first (`ray start --head` on the head node,
+# `ray start --address=<head>:6379` on the others) and run the recipe on the head node.
 
 set -euo pipefail
 

@@ -204,3 +204,10 @@ def test_table_combines_runs(tiny_model, data_dir, tmp_path, capsys):
     assert "| grpo |" in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="scores.csv"):
         table_main([str(tmp_path / "nothing")])
+
+
+def test_cli_argument_errors(capsys, tmp_path):
+    for bad in (["--samples", "aime=4"], ["--limit", "0"]):
+        with pytest.raises(SystemExit):
+            eval_main(["--model", "m", "--out", str(tmp_path / "o"), *bad])
+        assert bad[0] in capsys.readouterr().err

@@ -81,10 +81,14 @@ def write_reports(out_dir: str | Path, name: str, scores: dict[str, BenchmarkSco
 
 def main(argv: list[str] | None = None) -> int:
     """Run the evaluation; print the table."""
-    args = build_parser().parse_args(argv)
-    samples = parse_samples(args.samples)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        samples = parse_samples(args.samples)
+    except ValueError as error:
+        parser.error(str(error))
     if args.limit is not None and args.limit < 1:
-        raise SystemExit(f"--limit must be >= 1, got {args.limit}.")
+        parser.error(f"--limit must be >= 1, got {args.limit}.")
     if args.data:
         files = [Path(f) for f in args.data]
     else:

@@ -88,6 +88,9 @@ def prompt_text(tokenizer, messages) -> str:
 class HFGenerator:
     """transformers ``generate`` in padded batches (left padding), on CPU or one GPU.
 
+    Sampling is seeded once per process (``settings.seed``), not per request, so a resumed run
+    draws different (equally valid) samples than an uninterrupted one would have.
+
     Args:
         model_path: a Hugging Face model directory or hub id.
         settings: sampling settings.
