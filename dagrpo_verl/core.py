@@ -176,7 +176,9 @@ def compute_dagrpo_outcome_advantage(
         * ``anchor_frac``: anchors / samples,
         * ``anchor_groups_frac``: groups with at least one anchor / groups,
         * ``anchor_retained_frac``: anchors whose nonzero advantage survived / anchors with A != 0,
-        * ``anchor_reward_mean``: mean reward of anchors (NaN without anchors).
+        * ``anchor_reward_mean``: mean reward of anchors (NaN without anchors),
+        * ``rollout_reward_mean``: mean reward of the on-policy rollouts only (verl's
+          ``critic/score/mean`` counts the anchors too).
     """
     if rectification and judge_scores is None:
         raise ValueError(
@@ -236,6 +238,9 @@ def _advantage_stats(
     stats["anchor_retained_frac"] = (active_anchors & keep).sum() / active_anchors.sum().clamp_min(1)
     stats["anchor_reward_mean"] = (
         rewards[anchors].float().mean() if anchors.any() else torch.tensor(float("nan"))
+    )
+    stats["rollout_reward_mean"] = (
+        rewards[~anchors].float().mean() if (~anchors).any() else torch.tensor(float("nan"))
     )
     return {k: v.to(torch.float32) for k, v in stats.items()}
 

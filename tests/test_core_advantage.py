@@ -153,6 +153,7 @@ def test_anchor_not_distinct_enough_is_masked_out_safety_mechanism():
     assert stats["anchor_retained_frac"].item() == 0.0
     assert stats["anchor_groups_frac"].item() == 1.0
     assert stats["anchor_reward_mean"].item() == 1.0
+    assert stats["rollout_reward_mean"].item() == 0.0
 
 
 def test_uniform_group_untouched_and_singletons_zero():
