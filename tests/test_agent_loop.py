@@ -141,7 +141,7 @@ def setup(tmp_path_factory):
     from omegaconf import OmegaConf
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    # one storage unit: the default two do not all get scheduled on 2 CPUs
+    # TQ 0.1.11 controller and every storage unit hold 1 CPU each (num_cpus=1): only one unit fits on 2 CPUs
     simple = {"total_storage_size": 2000, "num_data_storage_units": 1}
     tq.init(OmegaConf.create({"backend": {"storage_backend": "SimpleStorage", "SimpleStorage": simple}}))
     from verl.experimental.reward_loop import RewardLoopWorker
