@@ -1,10 +1,11 @@
-"""Recipes: every script's full override set composes (hydra ``--cfg job`` on the real entry point),
+"""Recipes: every script's full override set composes (hydra compose API on its entry point's config),
 carries the paper's settings, takes ``"$@"`` overrides and NNODES/GPUS/paths from the environment,
 and passes DaGRPO's and verl's config validation."""
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -45,26 +46,37 @@ def _env(tmp: Path) -> dict[str, str]:
     return env
 
 
+#: Hydra config of each entry point the recipes launch.
+ENTRY_CONFIGS = {"dagrpo_verl.main": "dagrpo_trainer", "verl.trainer.main_ppo": "ppo_trainer"}
+
+
+def _compose(module: str, overrides: list[str]):
+    """Compose what ``python -m <module> <overrides>`` would run (hydra compose API, same search path)."""
+    from hydra import compose, initialize_config_dir, initialize_config_module
+
+    if module == "dagrpo_verl.main":
+        from dagrpo_verl.main import CONFIG_DIR
+
+        context = initialize_config_dir(config_dir=CONFIG_DIR, version_base=None)
+    else:
+        context = initialize_config_module(config_module="verl.trainer.config", version_base=None)
+    with context:
+        return compose(config_name=ENTRY_CONFIGS[module], overrides=overrides)
+
+
 @pytest.fixture(scope="module")
 def composed(tmp_path_factory) -> dict[str, tuple[str, object]]:
-    """Each training recipe run with ``--cfg job`` (hydra composes and prints the config, trains nothing)."""
+    """Each training recipe's printed command (DRY_RUN=1), parsed back with shlex and composed."""
     tmp = tmp_path_factory.mktemp("recipes")
-    env = _env(tmp)
-    procs = {
-        name: subprocess.Popen(
-            ["bash", str(RECIPES / name), "trainer.total_training_steps=7", "--cfg", "job"],
-            cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for name in TRAINING_RECIPES
-    }
+    env = {**_env(tmp), "DRY_RUN": "1"}
     results = {}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, f"{name} failed to compose:\n{err[-4000:]}"
-        lines = out.splitlines()
-        start = next(i for i, line in enumerate(lines) if line.startswith(f"{sys.executable} -m "))
-        end = next(i for i in range(start, len(lines)) if not lines[i].endswith("\\"))
-        results[name] = ("\n".join(lines[: end + 1]), OmegaConf.create("\n".join(lines[end + 1 :])))
+    for name in TRAINING_RECIPES:
+        out = subprocess.run(["bash", str(RECIPES / name), "trainer.total_training_steps=7"], cwd=tmp, env=env,
+                             capture_output=True, text=True, check=True).stdout
+        command = "\n".join(line for line in out.splitlines() if not line.startswith("== "))
+        argv = shlex.split(command.replace("\\\n", " "))  # valid shell: line continuations, quoting
+        assert argv[:2] == [sys.executable, "-m"] and argv[2] in ENTRY_CONFIGS, argv[:3]
+        results[name] = (out, _compose(argv[2], argv[3:]))
     return results
 
 
