@@ -23,7 +23,7 @@ __all__ = ["CONFIG_DIR", "cpu_env", "parse_console_metrics", "smoke_command"]
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "config"
 
 # verl's console logger prints one line per step: "step:N - key:value - key:value ..."
-_STEP_LINE = re.compile(r"step:(\d+) - (.*)$")
+_STEP_LINE = re.compile(r"(?:^|\s)step:(\d+) - (.*)$")
 
 
 def cpu_env(base: dict[str, str] | None = None) -> dict[str, str]:
