@@ -23,7 +23,9 @@ from dagrpo_verl.eval.selfcheck import grader_selfcheck
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/benchmarks"))
+    parser.add_argument(
+        "--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/benchmarks")
+    )
     parser.add_argument("--out", default=None, help="optional CSV with the per-benchmark numbers")
     args = parser.parse_args(argv)
     files = sorted(Path(args.data_dir).glob("*.parquet"))
@@ -52,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table.to_string(index=False))
     total_ref = sum(r.reference_correct for r in results.values()) / sum(r.problems for r in results.values())
     total_rej = sum(r.wrong_rejected for r in results.values()) / sum(r.wrong_checked for r in results.values())
-    print(f"\nall: reference accuracy {100 * total_ref:.2f}%, wrong-answer rejection {100 * total_rej:.2f}% "
-          f"({len(problems)} problems, {elapsed:.0f} s)")
+    print(
+        f"\nall: reference accuracy {100 * total_ref:.2f}%, wrong-answer rejection {100 * total_rej:.2f}% "
+        f"({len(problems)} problems, {elapsed:.0f} s)"
+    )
     by_uid = {p.uid: p for p in problems}
     for key, r in results.items():
         for uid, truth in r.reference_failures:

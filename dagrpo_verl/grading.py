@@ -16,7 +16,7 @@ import threading
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-__all__ = ["extract_boxed", "extract_choice", "grade_math", "grade_choice", "grade", "is_choice_task"]
+__all__ = ["extract_boxed", "extract_choice", "grade", "grade_choice", "grade_math", "is_choice_task"]
 
 #: Only the tail of a response is parsed: the final answer lives there, and parsing
 #: megabytes of text with sympy is the way a grader hangs.
@@ -76,7 +76,9 @@ _EXPLICIT = (
     r"\\boxed\{\s*(?:\\text(?:bf)?\{)?\s*\(?\s*([{labels}])" + _END,
 )
 # Weaker phrasings, used only when the response has no explicit commitment.
-_PHRASED = (r"(?i:answer\s+is|answer\s+would\s+be|correct\s+(?:option|choice)\s+is){decor}:?{decor}\(?\s*([{labels}])" + _END,)
+_PHRASED = (
+    r"(?i:answer\s+is|answer\s+would\s+be|correct\s+(?:option|choice)\s+is){decor}:?{decor}\(?\s*([{labels}])" + _END,
+)
 
 
 def _compile(patterns: tuple[str, ...], labels: str) -> tuple[re.Pattern, ...]:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["Panel", "TRAINING_PANELS", "DAGRPO_PANELS", "load_metrics", "find_metrics_file", "plot_runs", "main"]
+__all__ = ["DAGRPO_PANELS", "TRAINING_PANELS", "Panel", "find_metrics_file", "load_metrics", "main", "plot_runs"]
 
 
 @dataclass(frozen=True)

@@ -25,22 +25,40 @@ def _math(question_field, answer_field, items):
 #: Two problems per benchmark, in the public sources' record layouts.
 RECORDS = {
     "math500": _math("problem", "answer", [("What is $1+1$?", "2"), ("Simplify $\\frac{2}{4}$.", "\\frac{1}{2}")]),
-    "olympiad": _math("question", "final_answer", [("Find $x$ with $x^2=9$, $x>0$.", ["$3$"]), ("Compute $2^5$.", ["$32$"])]),
+    "olympiad": _math(
+        "question", "final_answer", [("Find $x$ with $x^2=9$, $x>0$.", ["$3$"]), ("Compute $2^5$.", ["$32$"])]
+    ),
     "minerva": _math("question", "answer", [("What is $3 \\times 4$?", "12"), ("What is $10/4$?", "2.5")]),
     "aime24": _math("problem", "answer", [("Find $7 \\cdot 11 \\cdot 13$.", "1001"), ("Find $100-1$.", "99")]),
     "amc": _math("problem", "answer", [("What is $6 \\cdot 7$?", 42.0), ("What is $2+3$?", 5.0)]),
     "aime25": _math("problem", "answer", [("Find $9^2$.", "81"), ("Find $5!$.", "120")]),
     "arc_c": [
-        {"question": "Which is a liquid at room temperature?", "answerKey": "B",
-         "choices": {"text": ["iron", "water", "salt", "sand"], "label": ["A", "B", "C", "D"]}},
-        {"question": "What do plants need for photosynthesis?", "answerKey": "3",
-         "choices": {"text": ["rocks", "plastic", "sunlight", "metal"], "label": ["1", "2", "3", "4"]}},
+        {
+            "question": "Which is a liquid at room temperature?",
+            "answerKey": "B",
+            "choices": {"text": ["iron", "water", "salt", "sand"], "label": ["A", "B", "C", "D"]},
+        },
+        {
+            "question": "What do plants need for photosynthesis?",
+            "answerKey": "3",
+            "choices": {"text": ["rocks", "plastic", "sunlight", "metal"], "label": ["1", "2", "3", "4"]},
+        },
     ],
     "gpqa": [
-        {"Question": "Which particle has negative charge?", "Correct Answer": "electron",
-         "Incorrect Answer 1": "proton", "Incorrect Answer 2": "neutron", "Incorrect Answer 3": "photon"},
-        {"Question": "What is the chemical symbol of sodium?", "Correct Answer": "Na",
-         "Incorrect Answer 1": "So", "Incorrect Answer 2": "S", "Incorrect Answer 3": "Sd"},
+        {
+            "Question": "Which particle has negative charge?",
+            "Correct Answer": "electron",
+            "Incorrect Answer 1": "proton",
+            "Incorrect Answer 2": "neutron",
+            "Incorrect Answer 3": "photon",
+        },
+        {
+            "Question": "What is the chemical symbol of sodium?",
+            "Correct Answer": "Na",
+            "Incorrect Answer 1": "So",
+            "Incorrect Answer 2": "S",
+            "Incorrect Answer 3": "Sd",
+        },
     ],
     "mmlu_pro": [
         {"question": "What is 2+2?", "options": ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"], "answer": "D"},
@@ -90,12 +108,28 @@ def test_shared_data_groups_into_problems():
     "frame, message",
     [
         (pd.DataFrame({"data_source": ["math"], "prompt": [[{"role": "user", "content": "q"}]]}), "reward_model"),
-        (pd.DataFrame({"data_source": ["math"], "prompt": [[{"content": "q"}]], "reward_model": [{"ground_truth": "1"}]}),
-         "role"),
-        (pd.DataFrame({"data_source": ["math"], "prompt": [[{"role": "user", "content": "q"}]], "reward_model": [{}]}),
-         "ground_truth"),
-        (pd.DataFrame({"data_source": ["gsm8k"], "prompt": [[{"role": "user", "content": "q"}]],
-                       "reward_model": [{"ground_truth": "1"}]}), "data_source"),
+        (
+            pd.DataFrame(
+                {"data_source": ["math"], "prompt": [[{"content": "q"}]], "reward_model": [{"ground_truth": "1"}]}
+            ),
+            "role",
+        ),
+        (
+            pd.DataFrame(
+                {"data_source": ["math"], "prompt": [[{"role": "user", "content": "q"}]], "reward_model": [{}]}
+            ),
+            "ground_truth",
+        ),
+        (
+            pd.DataFrame(
+                {
+                    "data_source": ["gsm8k"],
+                    "prompt": [[{"role": "user", "content": "q"}]],
+                    "reward_model": [{"ground_truth": "1"}],
+                }
+            ),
+            "data_source",
+        ),
     ],
 )
 def test_bad_rows_name_the_field(frame, message):
@@ -127,7 +161,17 @@ def test_score_avg_at_k_and_table():
     assert scores["gpqa"].accuracy == pytest.approx(100 * 2 / 3)
     frame = table_frame({"m": scores})
     assert list(frame.columns) == [
-        "AIME24", "AIME25", "AMC", "MATH-500", "Minerva", "Olympiad", ID_AVG, "ARC-c", "GPQA*", "MMLU-Pro", OOD_AVG
+        "AIME24",
+        "AIME25",
+        "AMC",
+        "MATH-500",
+        "Minerva",
+        "Olympiad",
+        ID_AVG,
+        "ARC-c",
+        "GPQA*",
+        "MMLU-Pro",
+        OOD_AVG,
     ]
     assert frame.loc["m", ID_AVG] == pytest.approx(37.5) and frame.loc["m", OOD_AVG] == pytest.approx(200 / 3)
     markdown = to_markdown(frame, {"m": scores})
@@ -136,8 +180,20 @@ def test_score_avg_at_k_and_table():
 
 
 def _run(model, data_dir, out, *extra):
-    return eval_main(["--model", str(model), "--out", str(out), "--data-dir", str(data_dir), "--max-new-tokens", "4",
-                      "--no-progress", *extra])
+    return eval_main(
+        [
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--data-dir",
+            str(data_dir),
+            "--max-new-tokens",
+            "4",
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def test_end_to_end_cpu_resume_and_regrade(tiny_model, data_dir, tmp_path, capsys):
@@ -168,8 +224,11 @@ def test_end_to_end_cpu_resume_and_regrade(tiny_model, data_dir, tmp_path, capsy
     # Regrade with reference answers written into the cache: the grader gives 100 everywhere.
     records = [json.loads(line) for line in (out / SAMPLES_FILE).read_text().splitlines() if line.endswith("}")]
     for r in records:
-        r["response"] = f"ANSWER: {r['ground_truth']}" if r["benchmark"] in ("arc_c", "gpqa", "mmlu_pro") else (
-            f"\\boxed{{{r['ground_truth']}}}")
+        r["response"] = (
+            f"ANSWER: {r['ground_truth']}"
+            if r["benchmark"] in ("arc_c", "gpqa", "mmlu_pro")
+            else (f"\\boxed{{{r['ground_truth']}}}")
+        )
     (out / SAMPLES_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
     assert _run(tiny_model, data_dir, out, "--samples", "all=1", "aime24=3", "--regrade") == 0
     assert (pd.read_csv(out / "table.csv", index_col=0).to_numpy() == 100).all()
@@ -184,7 +243,9 @@ def test_resume_refuses_other_settings(tiny_model, data_dir, tmp_path):
 
 def test_limit_and_missing_data(tiny_model, data_dir, tmp_path):
     out = tmp_path / "run"
-    assert _run(tiny_model, data_dir, out, "--samples", "all=1", "--limit", "1", "--benchmarks", "math500", "arc_c") == 0
+    assert (
+        _run(tiny_model, data_dir, out, "--samples", "all=1", "--limit", "1", "--benchmarks", "math500", "arc_c") == 0
+    )
     assert sorted(r.benchmark for r in read_samples(out)) == ["arc_c", "math500"]
     with pytest.raises(SystemExit, match="dagrpo_verl.data.benchmarks"):
         _run(tiny_model, tmp_path / "empty", tmp_path / "run2")
@@ -194,8 +255,21 @@ def test_table_combines_runs(tiny_model, data_dir, tmp_path, capsys):
     from dagrpo_verl.eval.table import main as table_main
 
     for name in ("grpo", "dagrpo"):
-        assert _run(tiny_model, data_dir, tmp_path / name, "--samples", "all=1", "--benchmarks", "gpqa", "mmlu_pro",
-                    "--name", name) == 0
+        assert (
+            _run(
+                tiny_model,
+                data_dir,
+                tmp_path / name,
+                "--samples",
+                "all=1",
+                "--benchmarks",
+                "gpqa",
+                "mmlu_pro",
+                "--name",
+                name,
+            )
+            == 0
+        )
     capsys.readouterr()
     assert table_main([str(tmp_path / "grpo"), str(tmp_path / "dagrpo"), "--csv", str(tmp_path / "t.csv")]) == 0
     table = pd.read_csv(tmp_path / "t.csv", index_col=0)

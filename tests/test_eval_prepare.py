@@ -75,7 +75,7 @@ def test_valid_all_is_rebuilt_exactly():
 
 def _parse_arc(content: str) -> dict:
     question, _, block = content.rpartition("\n\n")
-    options = re.findall(r"^([A-E1-5])\) (.*)$", block, flags=re.M)
+    options = re.findall(r"^([A-E1-5])\) (.*)$", block, flags=re.MULTILINE)
     return {"question": question, "choices": {"label": [o[0] for o in options], "text": [o[1] for o in options]}}
 
 
@@ -83,7 +83,8 @@ def _parse_arc(content: str) -> dict:
 def test_arc_is_rebuilt_exactly():
     shared = pd.read_parquet(BENCH_DIR / "valid.arc_c.parquet")
     records = [
-        {**_parse_arc(r.prompt[-1]["content"]), "answerKey": r.reward_model["ground_truth"]} for r in shared.itertuples()
+        {**_parse_arc(r.prompt[-1]["content"]), "answerKey": r.reward_model["ground_truth"]}
+        for r in shared.itertuples()
     ]
     assert _plain(pd.DataFrame(convert_arc(records))) == _plain(shared)
 
@@ -101,11 +102,18 @@ def test_gpqa_layout_and_shuffle():
         question, _, block = content[len(prefix) :].rpartition("\n\nA) ")
         options = re.split(r"\n(?=[B-D]\) )", "A) " + block)
         texts = [o[3:] for o in options]
-        assert CHOICE_TEMPLATE.format(letters="ABCD", question=question, options=format_options("ABCD", texts)) == content
+        assert (
+            CHOICE_TEMPLATE.format(letters="ABCD", question=question, options=format_options("ABCD", texts)) == content
+        )
         correct = "ABCD".index(r.reward_model["ground_truth"])
         wrong = [t for i, t in enumerate(texts) if i != correct]
-        records.append({"Question": question, "Correct Answer": texts[correct],
-                        **{f"Incorrect Answer {j + 1}": w for j, w in enumerate(wrong)}})
+        records.append(
+            {
+                "Question": question,
+                "Correct Answer": texts[correct],
+                **{f"Incorrect Answer {j + 1}": w for j, w in enumerate(wrong)},
+            }
+        )
     rebuilt = convert_gpqa(records)
     letters = [row["reward_model"]["ground_truth"] for row in rebuilt]
     assert len(set(letters)) == 4  # shuffled, not always "A"
@@ -121,8 +129,13 @@ def test_gpqa_layout_and_shuffle():
 
 def test_mmlu_pro_ten_options_and_grading():
     records = [
-        {"question": "Which is prime?", "options": ["4", "6", "8", "9", "10", "12", "14", "15", "16", "17"],
-         "answer": "J", "answer_index": 9, "category": "math"},
+        {
+            "question": "Which is prime?",
+            "options": ["4", "6", "8", "9", "10", "12", "14", "15", "16", "17"],
+            "answer": "J",
+            "answer_index": 9,
+            "category": "math",
+        },
         {"question": "2+2?", "options": ["3", "4", "5"], "answer": "B", "answer_index": 1, "category": "math"},
     ]
     rows = convert_mmlu_pro(records)

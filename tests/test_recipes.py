@@ -71,8 +71,14 @@ def composed(tmp_path_factory) -> dict[str, tuple[str, object]]:
     env = {**_env(tmp), "DRY_RUN": "1"}
     results = {}
     for name in TRAINING_RECIPES:
-        out = subprocess.run(["bash", str(RECIPES / name), "trainer.total_training_steps=7"], cwd=tmp, env=env,
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["bash", str(RECIPES / name), "trainer.total_training_steps=7"],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         command = "\n".join(line for line in out.splitlines() if not line.startswith("== "))
         argv = shlex.split(command.replace("\\\n", " "))  # valid shell: line continuations, quoting
         assert argv[:2] == [sys.executable, "-m"] and argv[2] in ENTRY_CONFIGS, argv[:3]
@@ -112,7 +118,10 @@ def test_dagrpo_recipe_is_valid(composed, monkeypatch):
     assert cfg.actor_rollout_ref.actor.policy_loss.off_policy_gamma == 0.1
     judge = judge_config_from(OmegaConf.to_container(cfg.reward.custom_reward_function.reward_kwargs.judge))
     assert (judge.backend, judge.base_url, judge.model, judge.api_key_env) == (
-        "openai", "http://judge-host:8123/v1", "my-judge", "MY_JUDGE_KEY"
+        "openai",
+        "http://judge-host:8123/v1",
+        "my-judge",
+        "MY_JUDGE_KEY",
     )
 
 
@@ -136,8 +145,13 @@ def test_dry_run_prints_and_stops(tmp_path):
     env = _env(tmp_path)
     env["DRY_RUN"] = "1"
     env["PYTHON"] = "/nonexistent/python"  # never executed
-    out = subprocess.run(["bash", str(RECIPES / "run_dagrpo_no_offpolicy.sh"), "data.seed=1"], env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["bash", str(RECIPES / "run_dagrpo_no_offpolicy.sh"), "data.seed=1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "/nonexistent/python -m dagrpo_verl.main" in out and out.rstrip().endswith("data.seed=1")
     assert not (tmp_path / "out").exists()
 
@@ -145,15 +159,19 @@ def test_dry_run_prints_and_stops(tmp_path):
 def test_serve_judge(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUDGE_")}
     env.update(DRY_RUN="1", JUDGE_GPUS="4,5", JUDGE_MODEL="Qwen/Qwen2.5-7B-Instruct", JUDGE_API_KEY_ENV="K", K="s3cret")
-    out = subprocess.run(["bash", str(RECIPES / "serve_judge.sh"), "--seed", "1"], env=env, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["bash", str(RECIPES / "serve_judge.sh"), "--seed", "1"], env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert "CUDA_VISIBLE_DEVICES=4,5 vllm serve Qwen/Qwen2.5-7B-Instruct" in out
     assert "--tensor-parallel-size 2" in out and out.rstrip().endswith("--seed 1")
     assert "s3cret" not in out and "--api-key ***" in out
     env.pop("K")
-    failed = subprocess.run(["bash", str(RECIPES / "serve_judge.sh")], env=env, capture_output=True, text=True)
+    failed = subprocess.run(
+        ["bash", str(RECIPES / "serve_judge.sh")], check=False, env=env, capture_output=True, text=True
+    )
     assert failed.returncode != 0 and "$K is empty" in failed.stderr
     env.update(JUDGE_BASE_URL="https://api.example.com/v1", JUDGE_API_KEY_ENV="")
-    out = subprocess.run(["bash", str(RECIPES / "serve_judge.sh")], env=env, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["bash", str(RECIPES / "serve_judge.sh")], env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert "nothing to serve" in out and "judge.base_url=https://api.example.com/v1" in out

@@ -32,19 +32,19 @@ import pandas as pd
 from tqdm import tqdm
 
 __all__ = [
-    "SYSTEM_PROMPT",
     "CHOICE_TEMPLATE",
-    "Source",
-    "SOURCES",
     "FILES",
-    "make_row",
-    "format_options",
-    "convert_math",
+    "SOURCES",
+    "SYSTEM_PROMPT",
+    "Source",
+    "build_files",
     "convert_arc",
     "convert_gpqa",
+    "convert_math",
     "convert_mmlu_pro",
-    "build_files",
+    "format_options",
     "main",
+    "make_row",
 ]
 
 #: LUFFY's system prompt, used by every row of the public evaluation parquets.
@@ -53,7 +53,7 @@ SYSTEM_PROMPT = (
     "This involves analyzing, summarizing, exploring, reassessing, and refining your thought process through "
     "multiple iterations. Structure your response into two sections: Thought and Solution. In the Thought "
     'section, present your reasoning using the format: "<think>\n {thoughts} </think>\n". Each thought should '
-    "include detailed analysis, brainstorming, verification, and refinement of ideas. After \"</think>\n,\" in the "
+    'include detailed analysis, brainstorming, verification, and refinement of ideas. After "</think>\n," in the '
     "Solution section, provide the final, logical, and accurate answer, clearly derived from the exploration in "
     "the Thought section. If applicable, include the answer in \\boxed{} for closed-form results like multiple "
     "choices or mathematical solutions."
@@ -119,7 +119,9 @@ def convert_arc(records: Iterable[Mapping]) -> list[dict]:
         answer = str(_field(r, "answerKey", "arc_c"))
         if answer not in labels:
             raise ValueError(f"arc_c record {i}: answerKey {answer!r} is not one of its labels {labels}.")
-        question = f"{_field(r, 'question', 'arc_c')}\n\n" + "".join(f"{label}) {text}\n" for label, text in zip(labels, texts))
+        question = f"{_field(r, 'question', 'arc_c')}\n\n" + "".join(
+            f"{label}) {text}\n" for label, text in zip(labels, texts)
+        )
         rows.append(make_row("arc_c", question, answer, i))
     return rows
 
@@ -185,12 +187,20 @@ def _math(data_source: str, question: str, answer: str) -> Callable[[list[dict]]
 SOURCES: tuple[Source, ...] = (
     Source("math500", "valid.all.parquet", "HuggingFaceH4/MATH-500", None, "test", _math("math", "problem", "answer")),
     Source(
-        "olympiad", "valid.all.parquet", "Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train",
+        "olympiad",
+        "valid.all.parquet",
+        "Hothan/OlympiadBench",
+        "OE_TO_maths_en_COMP",
+        "train",
         _math("olympiad_bench", "question", "final_answer"),
     ),
     Source("minerva", "valid.all.parquet", "math-ai/minervamath", None, "test", _math("minerva", "question", "answer")),
-    Source("aime24", "valid.all.parquet", "HuggingFaceH4/aime_2024", None, "train", _math("aime", "problem", "answer"), 32),
-    Source("amc", "valid.all.parquet", "AI-MO/aimo-validation-amc", None, "train", _math("amc", "problem", "answer"), 32),
+    Source(
+        "aime24", "valid.all.parquet", "HuggingFaceH4/aime_2024", None, "train", _math("aime", "problem", "answer"), 32
+    ),
+    Source(
+        "amc", "valid.all.parquet", "AI-MO/aimo-validation-amc", None, "train", _math("amc", "problem", "answer"), 32
+    ),
     Source("aime25", "valid.all.parquet", "math-ai/aime25", None, "test", _math("aime25", "problem", "answer"), 32),
     Source("arc_c", "valid.arc_c.parquet", "allenai/ai2_arc", "ARC-Challenge", "test", convert_arc),
     Source("gpqa", "valid.gpqa.parquet", "Idavidrein/gpqa", "gpqa_diamond", "train", convert_gpqa),
@@ -232,10 +242,20 @@ def main(argv: list[str] | None = None) -> int:
     """Download, convert and write the benchmark parquets."""
     parser = argparse.ArgumentParser(prog="python -m dagrpo_verl.data.benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--only", nargs="+", default=None, choices=[s.key for s in SOURCES], metavar="KEY",
-                        help=f"prepare only these ({', '.join(s.key for s in SOURCES)})")
-    parser.add_argument("--repeat", type=int, default=None,
-                        help="copies of every AIME/AMC row (default 32, as the public file; 1 is enough for our evaluator)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        choices=[s.key for s in SOURCES],
+        metavar="KEY",
+        help=f"prepare only these ({', '.join(s.key for s in SOURCES)})",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="copies of every AIME/AMC row (default 32, as the public file; 1 is enough for our evaluator)",
+    )
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
@@ -245,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in build_files(records, args.repeat).items():
         frame.to_parquet(out / name, index=False)
-        print(f"{out / name}: {len(frame)} rows ({', '.join(f'{k}={v}' for k, v in frame.data_source.value_counts().items())})")
+        print(
+            f"{out / name}: {len(frame)} rows ({', '.join(f'{k}={v}' for k, v in frame.data_source.value_counts().items())})"
+        )
     return 0
 
 

@@ -10,7 +10,6 @@ one table with ``python -m dagrpo_verl.eval.table DIR [DIR ...]``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +22,7 @@ from dagrpo_verl.eval.report import BenchmarkScore, score, table_frame, to_markd
 from dagrpo_verl.eval.runner import RunInfo, evaluate, open_run, read_samples, regrade, samples_done
 from dagrpo_verl.eval.suite import BENCHMARKS, parse_samples
 
-__all__ = ["build_parser", "main", "write_reports", "SCORES_FILE"]
+__all__ = ["SCORES_FILE", "build_parser", "main", "write_reports"]
 
 SCORES_FILE = "scores.csv"
 
@@ -41,19 +40,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="data/benchmarks", help=f"directory holding {', '.join(DEFAULT_FILES)}")
     p.add_argument("--data", nargs="+", default=None, help="evaluation parquets (instead of --data-dir)")
     keys = [b.key for b in BENCHMARKS]
-    p.add_argument("--benchmarks", nargs="+", default=None, choices=keys, metavar="KEY",
-                   help=f"evaluate only these ({', '.join(keys)})")
+    p.add_argument(
+        "--benchmarks",
+        nargs="+",
+        default=None,
+        choices=keys,
+        metavar="KEY",
+        help=f"evaluate only these ({', '.join(keys)})",
+    )
     p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark (a quick slice)")
-    p.add_argument("--samples", nargs="+", default=[], metavar="KEY=K",
-                   help="samples per problem, e.g. all=1 aime24=32 (default: 32 for aime24/aime25/amc, else 1)")
+    p.add_argument(
+        "--samples",
+        nargs="+",
+        default=[],
+        metavar="KEY=K",
+        help="samples per problem, e.g. all=1 aime24=32 (default: 32 for aime24/aime25/amc, else 1)",
+    )
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--max-new-tokens", type=int, default=8192)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default="auto", choices=["auto", "vllm", "hf"],
-                   help="auto: vLLM when installed and a GPU is visible, else transformers")
-    p.add_argument("--chunk-size", type=int, default=None,
-                   help="prompts per generation call, the cache is written after each (default: 256 vllm, 4 hf)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "vllm", "hf"],
+        help="auto: vLLM when installed and a GPU is visible, else transformers",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="prompts per generation call, the cache is written after each (default: 256 vllm, 4 hf)",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="hf: sequences per generate() call")
     p.add_argument("--device", default=None, help="hf: torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", default=None, help="hf: torch dtype (default: bfloat16 on GPU, float32 on CPU)")
@@ -61,8 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm")
     p.add_argument("--max-model-len", type=int, default=None, help="vllm: prompt + response context length")
     p.add_argument("--regrade", action="store_true", help="grade the cached samples again before scoring")
-    p.add_argument("--score-only", action="store_true",
-                   help="generate nothing: score the samples cached so far (e.g. while a run is going)")
+    p.add_argument(
+        "--score-only",
+        action="store_true",
+        help="generate nothing: score the samples cached so far (e.g. while a run is going)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -113,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no problems left to evaluate; check --benchmarks against the data's data_source values.")
     settings = SamplingSettings(args.temperature, args.top_p, args.max_new_tokens, args.seed)
     name = args.name or Path(args.model.rstrip("/")).name
-    open_run(args.out, RunInfo(name, args.model, settings.temperature, settings.top_p, settings.max_new_tokens,
-                               settings.seed))
+    open_run(
+        args.out,
+        RunInfo(name, args.model, settings.temperature, settings.top_p, settings.max_new_tokens, settings.seed),
+    )
     wanted = {p.uid for p in problems}
     done = samples_done(read_samples(args.out))
     missing = sum(max(0, samples[p.benchmark.key] - done.get(p.uid, 0)) for p in problems)
@@ -123,13 +146,18 @@ def main(argv: list[str] | None = None) -> int:
         regrade(args.out, progress=not args.no_progress)
     if missing and not args.score_only:
         generator = make_generator(
-            args.backend, args.model, settings, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
-            tensor_parallel_size=args.tensor_parallel_size, gpu_memory_utilization=args.gpu_memory_utilization,
+            args.backend,
+            args.model,
+            settings,
+            batch_size=args.batch_size,
+            device=args.device,
+            dtype=args.dtype,
+            tensor_parallel_size=args.tensor_parallel_size,
+            gpu_memory_utilization=args.gpu_memory_utilization,
             max_model_len=args.max_model_len,
         )
         chunk_size = args.chunk_size or (256 if generator.name == "vllm" else 4)
-        records = evaluate(problems, generator, generator.tokenizer, samples, args.out, chunk_size,
-                           progress=not args.no_progress)
+        records = evaluate(problems, generator, samples, args.out, chunk_size, progress=not args.no_progress)
     else:
         records = read_samples(args.out)
     records = [r for r in records if r.uid in wanted]
@@ -137,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown)
     if args.score_only:
         missing = 0
-    print(f"eval: {len(problems)} problems, {missing} new samples in {time.perf_counter() - start:.1f} s; "
-          f"results in {args.out}")
+    print(
+        f"eval: {len(problems)} problems, {missing} new samples in {time.perf_counter() - start:.1f} s; "
+        f"results in {args.out}"
+    )
     return 0
-

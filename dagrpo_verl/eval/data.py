@@ -21,7 +21,7 @@ import pandas as pd
 
 from dagrpo_verl.eval.suite import BENCHMARKS, Benchmark, benchmark_for
 
-__all__ = ["Problem", "load_problems", "problems_from_frame", "DEFAULT_FILES"]
+__all__ = ["DEFAULT_FILES", "Problem", "load_problems", "problems_from_frame"]
 
 #: The files of ``../shared/data/benchmarks/`` (and of ``python -m dagrpo_verl.data.benchmarks``).
 DEFAULT_FILES = ("valid.all.parquet", "valid.arc_c.parquet", "valid.gpqa.parquet", "valid.mmlu_pro.parquet")
@@ -104,7 +104,9 @@ def problems_from_frame(frame: pd.DataFrame, origin: str = "<frame>") -> list[Pr
         counts[uid] = counts.get(uid, 0) + 1
         if uid not in problems:
             problems[uid] = Problem(uid, benchmark, data_source, messages, ground_truth)
-    return [Problem(p.uid, p.benchmark, p.data_source, p.messages, p.ground_truth, counts[p.uid]) for p in problems.values()]
+    return [
+        Problem(p.uid, p.benchmark, p.data_source, p.messages, p.ground_truth, counts[p.uid]) for p in problems.values()
+    ]
 
 
 def load_problems(paths: Iterable[str | Path]) -> list[Problem]:

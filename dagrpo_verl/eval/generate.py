@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 __all__ = [
-    "SamplingSettings",
-    "Request",
     "Completion",
     "Generator",
     "HFGenerator",
+    "Request",
+    "SamplingSettings",
     "VLLMGenerator",
     "make_generator",
     "prompt_text",
@@ -101,8 +101,14 @@ class HFGenerator:
 
     name = "hf"
 
-    def __init__(self, model_path: str, settings: SamplingSettings, batch_size: int = 8, device: str | None = None,
-                 dtype: str | None = None):
+    def __init__(
+        self,
+        model_path: str,
+        settings: SamplingSettings,
+        batch_size: int = 8,
+        device: str | None = None,
+        dtype: str | None = None,
+    ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -132,9 +138,11 @@ class HFGenerator:
         flat = [(i, r.text) for i, r in enumerate(requests) for _ in range(r.n)]
         out: list[list[Completion]] = [[] for _ in requests]
         eos_ids = self._eos_ids()
-        sampling = {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p} if s.temperature > 0 else {
-            "do_sample": False
-        }
+        sampling = (
+            {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p}
+            if s.temperature > 0
+            else {"do_sample": False}
+        )
         for start in range(0, len(flat), self.batch_size):
             batch = flat[start : start + self.batch_size]
             enc = self.tokenizer([t for _, t in batch], return_tensors="pt", padding=True, add_special_tokens=False)
@@ -165,8 +173,14 @@ class VLLMGenerator:
 
     name = "vllm"
 
-    def __init__(self, model_path: str, settings: SamplingSettings, tensor_parallel_size: int = 1,
-                 gpu_memory_utilization: float = 0.9, max_model_len: int | None = None):
+    def __init__(
+        self,
+        model_path: str,
+        settings: SamplingSettings,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int | None = None,
+    ):
         from vllm import LLM
 
         self.settings = settings
@@ -187,7 +201,11 @@ class VLLMGenerator:
             SamplingParams(n=r.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens, seed=r.seed)
             for r in requests
         ]
-        outputs = self.llm.generate([r.text for r in requests], params, use_tqdm=False)
+        # Token ids, tokenised like the transformers backend (the chat template already holds any BOS).
+        prompts = [
+            {"prompt_token_ids": self.tokenizer(r.text, add_special_tokens=False)["input_ids"]} for r in requests
+        ]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
         return [
             [Completion(o.text, len(o.token_ids), o.finish_reason == "length") for o in result.outputs]
             for result in outputs
@@ -213,7 +231,9 @@ def make_generator(backend: str, model_path: str, settings: SamplingSettings, **
         backend = "vllm" if vllm_available() else "hf"
     if backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
-            raise RuntimeError("--backend vllm: the vllm package is not installed; `pip install vllm` or use --backend hf.")
+            raise RuntimeError(
+                "--backend vllm: the vllm package is not installed; `pip install vllm` or use --backend hf."
+            )
         keys = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len")
         return VLLMGenerator(model_path, settings, **{k: options[k] for k in keys if k in options})
     if backend == "hf":

@@ -18,7 +18,7 @@ import pandas as pd
 from dagrpo_verl.eval.runner import SampleRecord
 from dagrpo_verl.eval.suite import BENCHMARKS, ID, OOD
 
-__all__ = ["BenchmarkScore", "score", "table_frame", "to_markdown", "ID_AVG", "OOD_AVG"]
+__all__ = ["ID_AVG", "OOD_AVG", "BenchmarkScore", "score", "table_frame", "to_markdown"]
 
 ID_AVG = "ID Avg."
 OOD_AVG = "OOD Avg."

@@ -21,15 +21,15 @@ from dagrpo_verl.eval.generate import Generator, Request, SamplingSettings, prom
 from dagrpo_verl.grading import grade
 
 __all__ = [
-    "SampleRecord",
-    "RunInfo",
-    "SAMPLES_FILE",
     "RUN_FILE",
-    "read_samples",
-    "samples_done",
-    "open_run",
+    "SAMPLES_FILE",
+    "RunInfo",
+    "SampleRecord",
     "evaluate",
+    "open_run",
+    "read_samples",
     "regrade",
+    "samples_done",
 ]
 
 SAMPLES_FILE = "samples.jsonl"
@@ -128,7 +128,6 @@ def _seed(base: int, uid: str, first_sample: int) -> int:
 def evaluate(
     problems: list[Problem],
     generator: Generator,
-    tokenizer,
     samples: dict[str, int],
     out_dir: str | Path,
     chunk_size: int = 64,
@@ -138,8 +137,7 @@ def evaluate(
 
     Args:
         problems: the problems to evaluate.
-        generator: the generation backend.
-        tokenizer: its tokenizer (for the chat template).
+        generator: the generation backend (its tokenizer renders the chat template).
         samples: samples per problem, by benchmark key.
         out_dir: output directory already set up by :func:`open_run`.
         chunk_size: requests (prompts) per generation call; the cache is written after each chunk.
@@ -166,7 +164,10 @@ def evaluate(
     with path.open("a", encoding="utf-8") as f:
         for start in range(0, len(todo), chunk_size):
             chunk = todo[start : start + chunk_size]
-            requests = [Request(prompt_text(tokenizer, p.messages), n, _seed(seed, p.uid, first)) for p, first, n in chunk]
+            requests = [
+                Request(prompt_text(generator.tokenizer, p.messages), n, _seed(seed, p.uid, first))
+                for p, first, n in chunk
+            ]
             completions = generator.generate(requests)
             for (p, first, _), outs in zip(chunk, completions):
                 for j, c in enumerate(outs):

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from dagrpo_verl.eval.data import Problem
 from dagrpo_verl.grading import DIGIT_LABELS, LETTER_LABELS, grade, is_choice_task
 
-__all__ = ["SelfCheck", "reference_response", "wrong_answers", "grader_selfcheck"]
+__all__ = ["SelfCheck", "grader_selfcheck", "reference_response", "wrong_answers"]
 
 
 def reference_response(problem: Problem, answer: str) -> str:

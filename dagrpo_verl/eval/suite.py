@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Benchmark", "BENCHMARKS", "ID", "OOD", "benchmark_for", "parse_samples"]
+__all__ = ["BENCHMARKS", "ID", "OOD", "Benchmark", "benchmark_for", "parse_samples"]
 
 ID = "in-distribution"
 OOD = "out-of-distribution"

@@ -15,7 +15,7 @@ import pandas as pd
 from dagrpo_verl.eval.cli import SCORES_FILE
 from dagrpo_verl.eval.report import BenchmarkScore, table_frame, to_markdown
 
-__all__ = ["read_scores", "main"]
+__all__ = ["main", "read_scores"]
 
 
 def read_scores(out_dir: str | Path) -> tuple[str, dict[str, BenchmarkScore]]:
@@ -27,8 +27,9 @@ def read_scores(out_dir: str | Path) -> tuple[str, dict[str, BenchmarkScore]]:
     if frame.empty:
         raise ValueError(f"{path} holds no scores; the run has no graded samples yet.")
     scores = {
-        r.benchmark: BenchmarkScore(r.benchmark, int(r.problems), int(r.k), float(r.accuracy), float(r.mean_tokens),
-                                    float(r.truncated_frac))
+        r.benchmark: BenchmarkScore(
+            r.benchmark, int(r.problems), int(r.k), float(r.accuracy), float(r.mean_tokens), float(r.truncated_frac)
+        )
         for r in frame.itertuples()
     }
     return str(frame.model.iloc[0]), scores
