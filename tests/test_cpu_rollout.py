@@ -19,7 +19,7 @@ def model_dir(tmp_path_factory):
 @pytest.fixture
 def server(model_dir):
     config = RolloutConfig(name="hf_cpu", prompt_length=16, response_length=8, dtype="float32")
-    return HFCPUServer(config, HFModelConfig(path=str(model_dir)), replica_rank=0)
+    return HFCPUServer(config, HFModelConfig(path=str(model_dir)))
 
 
 PROMPTS = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14], [15, 16, 17, 18]]

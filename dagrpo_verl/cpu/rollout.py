@@ -87,15 +87,13 @@ class HFCPUServer:
     Args:
         config: the rollout config (``actor_rollout_ref.rollout``), DictConfig or dataclass.
         model_config: the model config (``actor_rollout_ref.model``), DictConfig or dataclass.
-        replica_rank: rank of the replica this server belongs to.
     """
 
-    def __init__(self, config: Any, model_config: Any, replica_rank: int) -> None:
+    def __init__(self, config: Any, model_config: Any) -> None:
         from transformers import AutoModelForCausalLM
 
         self.config: RolloutConfig = omega_conf_to_dataclass(config)
         self.model_config: HFModelConfig = omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
-        self.replica_rank = replica_rank
         dtype = getattr(torch, self.config.dtype)
         self.model = AutoModelForCausalLM.from_pretrained(
             self.model_config.local_path,
@@ -306,7 +304,7 @@ class HFCPUReplica(RolloutReplica):
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
                 max_concurrency=self.max_concurrency,
             )
-            .remote(config=self.config, model_config=self.model_config, replica_rank=self.replica_rank)
+            .remote(config=self.config, model_config=self.model_config)
         )
         # wait until the model is loaded, so a failure surfaces here
         await server.set_global_steps.remote(None)
