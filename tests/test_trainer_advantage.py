@@ -281,3 +281,23 @@ def test_legacy_hook_routes_the_batch_to_dagrpo_only_inside_fit():
     # without the hook verl's function gives the estimator no judge scores: DaGRPO refuses
     with pytest.raises(ValueError, match="judge"):
         ray_trainer.compute_advantage(_legacy_batch(), adv_estimator="dagrpo", config=config.algorithm)
+
+
+def test_multi_output_sessions_count_once_and_share_the_final_advantage(transfer_queue):
+    """As verl's GRPO path: only each session's final output joins the group; earlier outputs copy it."""
+    config = _config("algorithm.dagrpo.rectification=false", "algorithm.dagrpo.anchor.enable=false")
+    # (key, reward): session 0 of uid "m" has two outputs (turns), the final one is correct
+    rows = [("m_0_0", 0.0), ("m_0_1", 1.0), ("m_1_0", 0.0), ("m_2_0", 0.0)]
+    samples = []
+    for key, reward in rows:
+        rm_scores = torch.zeros(3)
+        rm_scores[-1] = reward
+        samples.append({"uid": "m", "response_mask": torch.ones(3, dtype=torch.int64), "rm_scores": rm_scores,
+                        "old_log_probs": torch.zeros(3)})
+    keys = [key for key, _ in rows]
+    tq.kv_batch_put(keys=keys, partition_id="p8", fields=list_of_dict_to_tensordict(samples), tags=[{}] * len(rows))
+    meta = KVBatchMeta(keys=keys, tags=[{}] * len(rows), partition_id="p8")
+    _trainer(config)._compute_advantage(meta, {})
+    advantages = _read(meta, "advantages")["advantages"][:, 0]
+    # group of 3 sessions with rewards 1, 0, 0: mean 1/3
+    torch.testing.assert_close(advantages, torch.tensor([2 / 3, 2 / 3, -1 / 3, -1 / 3]))
