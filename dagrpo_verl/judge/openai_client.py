@@ -132,7 +132,10 @@ class OpenAIScorer(LLMScorer):
         for attempt in range(self.config.max_retries + 1):
             retry_after = None
             try:
-                await within_deadline(state.semaphore.acquire(), deadline)
+                if state.semaphore.locked():  # only a wait for a free slot needs a timer
+                    await within_deadline(state.semaphore.acquire(), deadline)
+                else:
+                    await state.semaphore.acquire()
             except asyncio.TimeoutError:
                 last_error = "deadline reached while waiting for a free connection slot"
                 break
