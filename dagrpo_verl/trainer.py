@@ -63,6 +63,7 @@ __all__ = [
     "DaGRPORayPPOTrainer",
     "DaGRPOTaskRunner",
     "DaGRPOTrainerMixin",
+    "anchors_as_tensor",
     "compute_batch_advantage",
     "dagrpo_trainer_cls",
     "install_dagrpo_loss",
@@ -412,6 +413,20 @@ def legacy_advantage_hook(trainer: "DaGRPORayPPOTrainer") -> Iterator[None]:
         ray_trainer.compute_advantage = original
 
 
+def anchors_as_tensor(batch: DataProto) -> DataProto:
+    """A legacy batch with ``is_anchor`` moved from ``non_tensor_batch`` to a ``(bs,)`` bool tensor field.
+
+    verl's legacy ``_update_actor`` sends ``batch.to_tensordict()`` to the actor; a tensor
+    field reaches the loss's micro-batches unchanged. The input batch is not modified.
+    """
+    if IS_ANCHOR not in batch.non_tensor_batch:
+        return batch
+    tensors = batch.batch.clone(recurse=False)
+    tensors[IS_ANCHOR] = _as_bool_flags(batch.non_tensor_batch[IS_ANCHOR], len(batch))
+    non_tensors = {k: v for k, v in batch.non_tensor_batch.items() if k != IS_ANCHOR}
+    return DataProto(batch=tensors, non_tensor_batch=non_tensors, meta_info=batch.meta_info)
+
+
 class DaGRPORayPPOTrainer(RayPPOTrainer):
     """verl's legacy ``RayPPOTrainer`` (``trainer.use_v1=false``) with the DaGRPO hooks.
 
@@ -453,12 +468,7 @@ class DaGRPORayPPOTrainer(RayPPOTrainer):
 
     def _update_actor(self, batch: DataProto) -> DataProto:
         """verl's actor update with ``is_anchor`` as a tensor field, plus the ``dagrpo/*``/``judge/*`` metrics."""
-        if IS_ANCHOR in batch.non_tensor_batch:
-            tensors = batch.batch.clone(recurse=False)
-            tensors[IS_ANCHOR] = _as_bool_flags(batch.non_tensor_batch[IS_ANCHOR], len(batch))
-            non_tensors = {k: v for k, v in batch.non_tensor_batch.items() if k != IS_ANCHOR}
-            batch = DataProto(batch=tensors, non_tensor_batch=non_tensors, meta_info=batch.meta_info)
-        output = super()._update_actor(batch)
+        output = super()._update_actor(anchors_as_tensor(batch))
         output.meta_info["metrics"].update(self._dagrpo_metrics)
         output.meta_info["metrics"].update(pop_metrics_from(self.reward_loop_manager.reward_loop_workers or []))
         return output

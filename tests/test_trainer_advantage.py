@@ -301,3 +301,30 @@ def test_multi_output_sessions_count_once_and_share_the_final_advantage(transfer
     advantages = _read(meta, "advantages")["advantages"][:, 0]
     # group of 3 sessions with rewards 1, 0, 0: mean 1/3
     torch.testing.assert_close(advantages, torch.tensor([2 / 3, 2 / 3, -1 / 3, -1 / 3]))
+
+
+def test_legacy_update_batch_carries_the_anchor_flag_as_a_tensor():
+    """What verl's legacy _update_actor does with the batch: to_tensordict, then left_right_2_no_padding."""
+    from verl.workers.utils.padding import left_right_2_no_padding
+
+    from dagrpo_verl.trainer import anchors_as_tensor
+
+    size, prompt, response = 3, 4, 5
+    attention = torch.ones(size, prompt + response, dtype=torch.long)
+    batch = DataProto(
+        batch=TensorDict(
+            {
+                "input_ids": torch.randint(0, 50, (size, prompt + response)),
+                "attention_mask": attention,
+                "position_ids": torch.arange(prompt + response).expand(size, -1).clone(),
+                "response_mask": attention[:, prompt:],
+                "responses": torch.randint(0, 50, (size, response)),
+                "prompts": torch.randint(0, 50, (size, prompt)),
+            },
+            batch_size=size,
+        ),
+        non_tensor_batch={"uid": np.array(["a", "a", "b"], dtype=object), IS_ANCHOR: np.array([False, True, False])},
+    )
+    update = left_right_2_no_padding(anchors_as_tensor(batch).to_tensordict())
+    assert torch.equal(update[IS_ANCHOR], torch.tensor([False, True, False]))
+    assert IS_ANCHOR in batch.non_tensor_batch, "the trainer's own batch is left as it was"
