@@ -1,7 +1,8 @@
 """Grader self-check: every reference answer must grade as correct, a wrong one as incorrect.
 
 For each problem the reference answer is fed back as a response (math: a short
-sentence ending in ``\\boxed{answer}``; multiple choice: ``ANSWER: X``). The wrong
+sentence ending in ``\\boxed{answer}``; multiple choice: the bare option label and a
+sentence ending in ``ANSWER: X``, both must pass). The wrong
 answer is another problem's reference answer from the same benchmark (a seeded
 shuffle, skipping answers with the same text); for multiple choice it is the
 next option label. ``benchmarks/grader_sweep.py`` runs this over every file;
@@ -18,14 +19,14 @@ from tqdm import tqdm
 from dagrpo_verl.eval.data import Problem
 from dagrpo_verl.grading import DIGIT_LABELS, LETTER_LABELS, grade, is_choice_task
 
-__all__ = ["SelfCheck", "grader_selfcheck", "reference_response", "wrong_answers"]
+__all__ = ["SelfCheck", "grader_selfcheck", "reference_responses", "wrong_answers"]
 
 
-def reference_response(problem: Problem, answer: str) -> str:
-    """A response that commits to ``answer`` in the format the problem's grader reads."""
+def reference_responses(problem: Problem, answer: str) -> list[str]:
+    """Responses that commit to ``answer`` in the formats the problem's grader reads."""
     if is_choice_task(problem.data_source, problem.ground_truth):
-        return f"Comparing the options, the best one is {answer}.\n\nANSWER: {answer}"
-    return f"Working through the problem step by step gives the result.\n\nThe final answer is $\\boxed{{{answer}}}$."
+        return [answer, f"Comparing the options, the best one is {answer}.\n\nANSWER: {answer}"]
+    return [f"Working through the problem step by step gives the result.\n\nThe final answer is $\\boxed{{{answer}}}$."]
 
 
 def _other_label(truth: str) -> str:
@@ -86,13 +87,13 @@ def grader_selfcheck(problems: list[Problem], seed: int = 0, progress: bool = Tr
         r = results.setdefault(p.benchmark.key, SelfCheck(p.benchmark.key))
         r.problems += 1
         r.rows += p.repeats
-        if grade(reference_response(p, p.ground_truth), p.ground_truth, p.data_source):
+        if all(grade(r, p.ground_truth, p.data_source) for r in reference_responses(p, p.ground_truth)):
             r.reference_correct += 1
         else:
             r.reference_failures.append((p.uid, p.ground_truth))
         if p.uid in wrong:
             r.wrong_checked += 1
-            if grade(reference_response(p, wrong[p.uid]), p.ground_truth, p.data_source):
+            if any(grade(r, p.ground_truth, p.data_source) for r in reference_responses(p, wrong[p.uid])):
                 r.wrong_accepted.append((p.uid, p.ground_truth, wrong[p.uid]))
             else:
                 r.wrong_rejected += 1
