@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 from tensordict import TensorDict
-
 from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn, kl_penalty
 from verl.utils.metric import AggregationType, Metric
 from verl.workers.config import ActorConfig

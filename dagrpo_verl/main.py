@@ -10,7 +10,7 @@ verl's ``run_ppo`` with the DaGRPO task runner: the v1 trainer by default, the l
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import hydra
 from omegaconf import DictConfig

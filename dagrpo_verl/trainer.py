@@ -28,16 +28,16 @@ import logging
 import math
 import os
 import socket
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pprint import pprint
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import ray
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDict
-
 from verl.protocol import DataProto
 from verl.trainer.main_ppo import TaskRunnerV1
 from verl.trainer.main_ppo_v0 import TaskRunner as LegacyTaskRunner
@@ -209,7 +209,7 @@ def rollout_correction_without_anchors(
     response_mask = data.batch["response_mask"].clone()
     response_mask[on_policy] = subset.batch["response_mask"].to(response_mask.dtype)
     data.batch["response_mask"] = response_mask
-    if "rollout_is_weights" in subset.batch.keys():
+    if "rollout_is_weights" in subset.batch:
         weights = torch.ones_like(data.batch["old_log_probs"], dtype=subset.batch["rollout_is_weights"].dtype)
         weights[on_policy] = subset.batch["rollout_is_weights"]
         data.batch["rollout_is_weights"] = weights * response_mask
@@ -265,12 +265,12 @@ class DaGRPOTrainerMixin:
         ]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         size = len(batch)
-        judge_scores = data.pop(JUDGE_SCORE) if JUDGE_SCORE in data.keys() else None
+        judge_scores = data.pop(JUDGE_SCORE) if JUDGE_SCORE in data else None
         if judge_scores is None:
             judge_scores = self._judge_scores_from_extra_fields(batch)
         judge_scores = _as_float_scores(judge_scores)
         padding = torch.tensor([bool(tag.get("is_padding", False)) for tag in batch.tags], dtype=torch.bool)
-        anchors = _as_bool_flags(data.pop(IS_ANCHOR) if IS_ANCHOR in data.keys() else None, size) & ~padding
+        anchors = _as_bool_flags(data.pop(IS_ANCHOR) if IS_ANCHOR in data else None, size) & ~padding
 
         response_mask = data["response_mask"]
         data = DataProto(batch=data.to_padded_tensor())
@@ -312,7 +312,7 @@ class DaGRPOTrainerMixin:
             fields.append("token_level_rewards")
         if rollout_correction:
             fields.append("response_mask")
-            if "rollout_is_weights" in data.batch.keys():
+            if "rollout_is_weights" in data.batch:
                 fields.append("rollout_is_weights")
         output = TensorDict({f: response_to_nested(data.batch[f], response_mask) for f in fields}, batch_size=size)
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
@@ -326,7 +326,7 @@ class DaGRPOTrainerMixin:
         import transfer_queue as tq
 
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
-        if "extra_fields" not in data.keys():
+        if "extra_fields" not in data:
             return None
         infos = [(extra or {}).get(_REWARD_EXTRA_INFO) or {} for extra in data["extra_fields"]]
         if not any(JUDGE_SCORE in info for info in infos):
@@ -390,7 +390,7 @@ DaGRPOTaskRunner = ray.remote(_DaGRPOTaskRunnerV1)
 
 
 @contextlib.contextmanager
-def legacy_advantage_hook(trainer: "DaGRPORayPPOTrainer") -> Iterator[None]:
+def legacy_advantage_hook(trainer: DaGRPORayPPOTrainer) -> Iterator[None]:
     """Within the block, ``verl.trainer.ppo.ray_trainer.compute_advantage`` passes the batch to DaGRPO.
 
     ``RayPPOTrainer.fit`` calls the module-level ``compute_advantage``, which gives a custom

@@ -14,7 +14,6 @@ import sys
 import pytest
 import yaml
 from omegaconf import OmegaConf
-
 from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.config import ActorConfig, RolloutConfig
 
@@ -33,6 +32,7 @@ USE_CASES = {
 def test_cfg_job_through_the_real_entry():
     proc = subprocess.run(
         [sys.executable, "-m", "dagrpo_verl.main", "--cfg", "job", "algorithm.dagrpo.delta=2.5"],
+        check=False,  # the exit code is asserted below
         capture_output=True,
         text=True,
         timeout=300,
@@ -55,7 +55,11 @@ def test_cfg_job_through_the_real_entry():
 @pytest.mark.parametrize("use_case", sorted(USE_CASES))
 def test_use_cases_instantiate_verls_dataclasses(use_case):
     config = compose_config(
-        ["actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2", "actor_rollout_ref.rollout.name=vllm", *USE_CASES[use_case]]
+        [
+            "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
+            "actor_rollout_ref.rollout.name=vllm",
+            *USE_CASES[use_case],
+        ]
     )
     OmegaConf.resolve(config)
 

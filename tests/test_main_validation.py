@@ -45,8 +45,13 @@ def test_defaults_pass_and_return_the_settings():
 
 
 def test_non_dagrpo_configs_are_left_alone():
-    config = _with({"algorithm.adv_estimator": "grpo", "actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla",
-                    "reward.custom_reward_function.path": None})
+    config = _with(
+        {
+            "algorithm.adv_estimator": "grpo",
+            "actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla",
+            "reward.custom_reward_function.path": None,
+        }
+    )
     assert validate_dagrpo_config(config) is None
 
 
@@ -65,14 +70,20 @@ LEGACY_MANAGER = "dagrpo_verl.agent_loop.DaGRPOAgentLoopManager"
         ({"actor_rollout_ref.rollout.n": 1}, ["actor_rollout_ref.rollout.n"]),
         ({"algorithm.dagrpo.detla": 2}, ["algorithm.dagrpo.detla"]),
         ({"algorithm.dagrpo.on_missing_score": "drop"}, ["algorithm.dagrpo.on_missing_score"]),
-        ({"actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla"},
-         ["actor_rollout_ref.actor.policy_loss.loss_mode=dagrpo", "algorithm.dagrpo.anchor.enable=false"]),
+        (
+            {"actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla"},
+            ["actor_rollout_ref.actor.policy_loss.loss_mode=dagrpo", "algorithm.dagrpo.anchor.enable=false"],
+        ),
         ({MANAGER: None}, [f"{MANAGER}=dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ"]),
         ({"trainer.use_v1": False}, [f"{MANAGER}={LEGACY_MANAGER}"]),
-        ({"trainer.use_v1": False, MANAGER: LEGACY_MANAGER, "algorithm.rollout_correction.rollout_is": "token"},
-         ["algorithm.rollout_correction.rollout_is=null", "trainer.use_v1=true"]),
-        ({"trainer.use_v1": False, "algorithm.rollout_correction.bypass_mode": True},
-         ["algorithm.rollout_correction.bypass_mode=false"]),
+        (
+            {"trainer.use_v1": False, MANAGER: LEGACY_MANAGER, "algorithm.rollout_correction.rollout_is": "token"},
+            ["algorithm.rollout_correction.rollout_is=null", "trainer.use_v1=true"],
+        ),
+        (
+            {"trainer.use_v1": False, "algorithm.rollout_correction.bypass_mode": True},
+            ["algorithm.rollout_correction.bypass_mode=false"],
+        ),
         ({"distillation.enabled": True}, ["distillation.enabled=false"]),
     ],
 )
@@ -101,6 +112,7 @@ def test_the_real_entry_fails_at_start_up_before_ray():
     env = dict(os.environ, RAY_ADDRESS="")
     proc = subprocess.run(
         [sys.executable, "-m", "dagrpo_verl.main", "actor_rollout_ref.actor.policy_loss.loss_mode=vanilla"],
+        check=False,  # the exit code is asserted below
         capture_output=True,
         text=True,
         timeout=300,

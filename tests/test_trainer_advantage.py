@@ -18,20 +18,19 @@ import torch
 ray = pytest.importorskip("ray")
 tq = pytest.importorskip("transfer_queue")
 
-from omegaconf import OmegaConf  # noqa: E402
-from tensordict import TensorDict  # noqa: E402
-from transfer_queue import KVBatchMeta  # noqa: E402
+from omegaconf import OmegaConf
+from tensordict import TensorDict
+from transfer_queue import KVBatchMeta
+from verl.protocol import DataProto
+from verl.trainer.ppo import ray_trainer
+from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
+from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
+from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-from verl.protocol import DataProto  # noqa: E402
-from verl.trainer.ppo import ray_trainer  # noqa: E402
-from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage  # noqa: E402
-from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch  # noqa: E402
-from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
-
-from dagrpo_verl import core  # noqa: E402
-from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE  # noqa: E402
-from dagrpo_verl.main import compose_config  # noqa: E402
-from dagrpo_verl.trainer import (  # noqa: E402
+from dagrpo_verl import core
+from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE
+from dagrpo_verl.main import compose_config
+from dagrpo_verl.trainer import (
     DaGRPORayPPOTrainer,
     dagrpo_trainer_cls,
     legacy_advantage_hook,
@@ -53,7 +52,12 @@ def transfer_queue():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     tq.init(
         OmegaConf.create(
-            {"backend": {"storage_backend": "SimpleStorage", "SimpleStorage": {"total_storage_size": 2000, "num_data_storage_units": 1}}}
+            {
+                "backend": {
+                    "storage_backend": "SimpleStorage",
+                    "SimpleStorage": {"total_storage_size": 2000, "num_data_storage_units": 1},
+                }
+            }
         )
     )
     yield tq
@@ -90,7 +94,9 @@ def _put_batch(partition: str, *, rollout_log_probs: bool = False, dagrpo_fields
         if rollout_log_probs:
             # anchors carry the mixer's placeholder of zeros
             sample["rollout_log_probs"] = (
-                torch.zeros(length) if ANCHOR[i] else sample["old_log_probs"] - 0.3 * torch.rand(length, generator=generator)
+                torch.zeros(length)
+                if ANCHOR[i]
+                else sample["old_log_probs"] - 0.3 * torch.rand(length, generator=generator)
             )
         if dagrpo_fields:
             sample[IS_ANCHOR] = torch.tensor(ANCHOR[i])
@@ -142,7 +148,13 @@ def test_advantages_equal_core_on_transfer_queue_data(transfer_queue):
     torch.testing.assert_close(got["returns"], expected_adv)
     # the masks did something on this batch, and the anchor survived (10 - best negative 7 >= 3)
     assert metrics["dagrpo/pos_masked_frac"] > 0 and metrics["dagrpo/neg_masked_frac"] > 0
-    for name in ("pos_masked_frac", "neg_masked_frac", "anchor_groups_frac", "anchor_retained_frac", "anchor_reward_mean"):
+    for name in (
+        "pos_masked_frac",
+        "neg_masked_frac",
+        "anchor_groups_frac",
+        "anchor_retained_frac",
+        "anchor_reward_mean",
+    ):
         assert metrics[f"dagrpo/{name}"] == pytest.approx(float(stats[name]))
     assert metrics["dagrpo/anchor_groups_frac"] == 0.5 and metrics["dagrpo/anchor_retained_frac"] == 1.0
     assert metrics["dagrpo/anchor_reward_mean"] == 1.0
@@ -178,7 +190,9 @@ def test_missing_judge_scores_fail_loudly(transfer_queue):
 
 
 def test_anchors_are_left_out_of_rollout_correction(transfer_queue):
-    config = _config("algorithm.rollout_correction.rollout_is=token", "algorithm.rollout_correction.rollout_is_threshold=1.5")
+    config = _config(
+        "algorithm.rollout_correction.rollout_is=token", "algorithm.rollout_correction.rollout_is_threshold=1.5"
+    )
     meta = _put_batch("p5", rollout_log_probs=True)
     metrics: dict = {}
     _trainer(config)._compute_advantage(meta, metrics)
@@ -202,7 +216,9 @@ def test_anchors_are_left_out_of_rollout_correction(transfer_queue):
             batch_size=len(on_policy),
         )
     )
-    reference, reference_metrics = compute_rollout_correction_and_add_to_batch(reference, config.algorithm.rollout_correction)
+    reference, reference_metrics = compute_rollout_correction_and_add_to_batch(
+        reference, config.algorithm.rollout_correction
+    )
     torch.testing.assert_close(got["rollout_is_weights"][on_policy], reference.batch["rollout_is_weights"])
     assert metrics["rollout_corr/rollout_is_mean"] == pytest.approx(reference_metrics["rollout_corr/rollout_is_mean"])
     # with the anchor included, its placeholder log-probs (0) would have given it a weight != 1
@@ -275,7 +291,9 @@ def test_legacy_hook_routes_the_batch_to_dagrpo_only_inside_fit():
     assert trainer._dagrpo_metrics["dagrpo/neg_masked_frac"] == pytest.approx(float(stats["neg_masked_frac"]))
     assert not math.isnan(trainer._dagrpo_metrics["dagrpo/anchor_reward_mean"])
     expected_grpo, _ = compute_grpo_outcome_advantage(
-        _legacy_batch().batch["token_level_rewards"], _legacy_batch().batch["response_mask"], np.array(UIDS, dtype=object)
+        _legacy_batch().batch["token_level_rewards"],
+        _legacy_batch().batch["response_mask"],
+        np.array(UIDS, dtype=object),
     )
     torch.testing.assert_close(grpo.batch["advantages"], expected_grpo)
     # without the hook verl's function gives the estimator no judge scores: DaGRPO refuses
@@ -292,8 +310,14 @@ def test_multi_output_sessions_count_once_and_share_the_final_advantage(transfer
     for key, reward in rows:
         rm_scores = torch.zeros(3)
         rm_scores[-1] = reward
-        samples.append({"uid": "m", "response_mask": torch.ones(3, dtype=torch.int64), "rm_scores": rm_scores,
-                        "old_log_probs": torch.zeros(3)})
+        samples.append(
+            {
+                "uid": "m",
+                "response_mask": torch.ones(3, dtype=torch.int64),
+                "rm_scores": rm_scores,
+                "old_log_probs": torch.zeros(3),
+            }
+        )
     keys = [key for key, _ in rows]
     tq.kv_batch_put(keys=keys, partition_id="p8", fields=list_of_dict_to_tensordict(samples), tags=[{}] * len(rows))
     meta = KVBatchMeta(keys=keys, tags=[{}] * len(rows), partition_id="p8")

@@ -12,7 +12,6 @@ import copy
 import pytest
 import torch
 from tensordict import TensorDict
-
 from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.utils.losses import ppo_loss
@@ -36,7 +35,7 @@ def _actor_config(*overrides: str):
 def _micro_batch(with_anchor: bool = True, seed: int = 0):
     """A micro-batch as verl's engine passes it, plus the model's log-probs over whole sequences."""
     generator = torch.Generator().manual_seed(seed)
-    nested = lambda rows: torch.nested.as_nested_tensor(rows, layout=torch.jagged)  # noqa: E731
+    nested = lambda rows: torch.nested.as_nested_tensor(rows, layout=torch.jagged)
     old = [-torch.rand(n, generator=generator) - 0.05 for n in RESPONSE_LENGTHS]
     fields = {
         "prompts": nested([torch.ones(n, dtype=torch.long) for n in PROMPT_LENGTHS]),
@@ -86,7 +85,9 @@ def test_equals_verl_ppo_loss_for_verl_loss_modes(overrides):
     )
     data, log_probs, flat = _micro_batch()
     entropy = torch.nested.nested_tensor_from_jagged(flat.detach().abs(), offsets=log_probs.offsets())
-    ours, our_metrics = dagrpo_ppo_loss(copy.deepcopy(config), {"log_probs": log_probs, "entropy": entropy}, data.clone())
+    ours, our_metrics = dagrpo_ppo_loss(
+        copy.deepcopy(config), {"log_probs": log_probs, "entropy": entropy}, data.clone()
+    )
     theirs, their_metrics = ppo_loss(copy.deepcopy(config), {"log_probs": log_probs, "entropy": entropy}, data.clone())
     torch.testing.assert_close(ours, theirs)
     assert _values(our_metrics) == pytest.approx(_values(their_metrics))
@@ -125,7 +126,9 @@ def test_anchor_mask_reaches_the_policy_loss_and_its_gradient_is_the_shaping_one
     start = PROMPT_LENGTHS[0] + RESPONSE_LENGTHS[0] + PROMPT_LENGTHS[1] - 1
     anchor_lp = flat.detach()[start : start + RESPONSE_LENGTHS[1]]
     p, gamma, n_tokens = anchor_lp.exp(), 0.1, sum(RESPONSE_LENGTHS)
-    torch.testing.assert_close(grad[start : start + RESPONSE_LENGTHS[1]], -ADVANTAGE[1] * gamma * p / (p + gamma) ** 2 / n_tokens)
+    torch.testing.assert_close(
+        grad[start : start + RESPONSE_LENGTHS[1]], -ADVANTAGE[1] * gamma * p / (p + gamma) ** 2 / n_tokens
+    )
 
 
 def test_without_the_anchor_flag_anchor_tokens_would_be_trained_as_rollouts():
