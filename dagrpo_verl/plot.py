@@ -10,8 +10,8 @@ A RUN is a metrics file or a directory searched for one. Understood formats:
   possibly behind a Ray prefix such as ``(TaskRunner pid=1)``;
 * TensorBoard event files (``trainer.logger=[tensorboard]``; ``events.out.tfevents.*``).
 
-Writes ``training_dynamics.png`` (outcome reward, response length, entropy, gradient norm on a
-log scale) and, when any run logged them, ``dagrpo_dynamics.png`` (mask rates, anchor usage,
+Writes ``training_dynamics.png`` (on-policy outcome reward, response length, entropy, gradient
+norm on a log scale, where steps with a zero gradient are left out) and, when any run logged them, ``dagrpo_dynamics.png`` (mask rates, anchor usage,
 judge score), plus ``metrics.csv`` with every run's plotted series. Metrics a run did not log
 are skipped (and listed), never fatal.
 """
@@ -28,7 +28,16 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["DAGRPO_PANELS", "TRAINING_PANELS", "Panel", "find_metrics_file", "load_metrics", "main", "plot_runs"]
+__all__ = [
+    "DAGRPO_PANELS",
+    "TRAINING_PANELS",
+    "Panel",
+    "find_metrics_file",
+    "load_metrics",
+    "main",
+    "panel_key",
+    "plot_runs",
+]
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,8 @@ class Panel:
 
 #: Figure 2-3 of the paper.
 TRAINING_PANELS = (
-    Panel("Outcome reward", ("critic/score/mean", "critic/rewards/mean")),
+    # On-policy reward: DaGRPO logs it separately because verl's critic/score/mean counts the anchors too.
+    Panel("Outcome reward (on-policy)", ("dagrpo/rollout_reward_mean", "critic/score/mean", "critic/rewards/mean")),
     Panel("Response length", ("response_length/mean",)),
     Panel("Entropy", ("actor/entropy",)),
     Panel("Gradient norm", ("actor/grad_norm",), log_y=True),
@@ -168,6 +178,11 @@ def load_metrics(path: str | Path) -> pd.DataFrame:
     return _load_console(path)
 
 
+def panel_key(frame: pd.DataFrame, panel: Panel) -> str | None:
+    """The metric a panel draws for a run: the first of its keys the run logged, or None."""
+    return next((k for k in panel.keys if k in frame.columns and frame[k].notna().any()), None)
+
+
 def _smooth(series: pd.Series, window: int) -> pd.Series:
     return series if window <= 1 else series.rolling(window, min_periods=1).mean()
 
@@ -179,7 +194,7 @@ def _draw(runs: dict[str, pd.DataFrame], panels: tuple[Panel, ...], title: str, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    present = [p for p in panels if any(k in f.columns and f[k].notna().any() for f in runs.values() for k in p.keys)]
+    present = [p for p in panels if any(panel_key(f, p) for f in runs.values())]
     missing = [p.title for p in panels if p not in present]
     if not present:
         return missing
@@ -188,7 +203,7 @@ def _draw(runs: dict[str, pd.DataFrame], panels: tuple[Panel, ...], title: str, 
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.6 * rows), squeeze=False)
     for ax, panel in zip(axes.flat, present):
         for label, frame in runs.items():
-            key = next((k for k in panel.keys if k in frame.columns and frame[k].notna().any()), None)
+            key = panel_key(frame, panel)
             if key is None:
                 continue
             series = frame[key].dropna()

@@ -12,7 +12,7 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from dagrpo_verl.plot import find_metrics_file, load_metrics, main, plot_runs
+from dagrpo_verl.plot import DAGRPO_PANELS, TRAINING_PANELS, find_metrics_file, load_metrics, main, panel_key, plot_runs
 
 STEPS = 12
 
@@ -123,3 +123,13 @@ def test_bad_inputs(tmp_path):
         load_metrics(tmp_path / "empty")
     with pytest.raises(ValueError, match="--smooth"):
         plot_runs({"x": pd.DataFrame({"actor/entropy": [1.0]}, index=[1])}, tmp_path / "o", smooth=0)
+
+
+def test_outcome_reward_prefers_on_policy_mean():
+    """With anchors verl's critic/score/mean counts them; the panel then draws DaGRPO's on-policy mean."""
+    reward = TRAINING_PANELS[0]
+    dagrpo = pd.DataFrame({"critic/score/mean": [0.5, 0.5], "dagrpo/rollout_reward_mean": [0.1, 0.2]}, index=[1, 2])
+    grpo = pd.DataFrame({"critic/score/mean": [0.1, 0.2]}, index=[1, 2])
+    assert panel_key(dagrpo, reward) == "dagrpo/rollout_reward_mean"
+    assert panel_key(grpo, reward) == "critic/score/mean"
+    assert panel_key(grpo, DAGRPO_PANELS[0]) is None
