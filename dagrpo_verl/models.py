@@ -86,7 +86,7 @@ def _publish(tmp: pathlib.Path, out: pathlib.Path, stamp: dict) -> pathlib.Path:
 def _tiny_corpus(seed: int) -> list[str]:
     """A small deterministic corpus: arithmetic with ``\\boxed{}`` answers in ChatML turns."""
     rng = random.Random(seed)
-    words = (
+    words = (  # noqa: SIM905 - one readable string
         "What is the sum of and the product minus times divided by Compute Find the value "
         "Solve for x Let us think step by step First then so The answer is Therefore Hence "
         "Please reason step by step, and put your final answer within \\boxed{}. "

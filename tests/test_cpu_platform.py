@@ -75,4 +75,3 @@ def test_platform_is_never_auto_detected_and_device_calls_are_noops():
     first = torch.rand(3)
     CPU_DEVICE_MODULE.set_rng_state(state)
     assert torch.equal(torch.rand(3), first)
-

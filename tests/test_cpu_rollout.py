@@ -30,7 +30,10 @@ def _generate_all(server, prompts, **sampling):
 
     async def run():
         return await asyncio.gather(
-            *[server.generate(prompt_ids=p, sampling_params=dict(sampling), request_id=str(i)) for i, p in enumerate(prompts)]
+            *[
+                server.generate(prompt_ids=p, sampling_params=dict(sampling), request_id=str(i))
+                for i, p in enumerate(prompts)
+            ]
         )
 
     return asyncio.run(run())
@@ -59,7 +62,9 @@ def test_greedy_matches_single_sequence_generate(server, model_dir):
     outputs = _generate_all(server, PROMPTS, temperature=0, max_tokens=5)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     for prompt, out in zip(PROMPTS, outputs, strict=True):
-        ref = model.generate(torch.tensor([prompt]), max_new_tokens=5, do_sample=False, eos_token_id=server.eos_token_ids)
+        ref = model.generate(
+            torch.tensor([prompt]), max_new_tokens=5, do_sample=False, eos_token_id=server.eos_token_ids
+        )
         assert out.token_ids == ref[0, len(prompt) :].tolist()[: len(out.token_ids)]
         assert out.log_probs is None
 

@@ -14,7 +14,8 @@ Every process of a run (driver, TaskRunner, workers, rollout servers) must impor
 before verl resolves its platform; verl does that for us when
 ``VERL_USE_EXTERNAL_MODULES=dagrpo_verl.cpu`` is set (``import verl`` imports the listed
 modules). :data:`CPU_ENV` holds the three environment variables of a CPU run and
-``dagrpo_verl/cpu/cpu.yaml`` the config overrides; ``docs/cpu.md`` explains both.
+``dagrpo_verl/config/platform/cpu.yaml`` (``+platform=cpu``) the config; ``docs/cpu.md``
+explains both.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ __all__ = ["digit_reward", "write_arithmetic_parquet"]
 _INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
-def write_arithmetic_parquet(path: str | os.PathLike, n: int = 16, *, seed: int = 0, split: str = "train") -> pathlib.Path:
+def write_arithmetic_parquet(
+    path: str | os.PathLike, n: int = 16, *, seed: int = 0, split: str = "train"
+) -> pathlib.Path:
     """Write ``n`` two-operand addition problems to the parquet file ``path``.
 
     Deterministic for a given ``seed``; returns ``path`` as a :class:`pathlib.Path`.

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import types
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from verl.plugin.platform.platform_cuda import PlatformCUDA
@@ -122,7 +122,7 @@ class PlatformCPU(PlatformCUDA):
     def set_device(self, device_index: int) -> None:
         """No-op."""
 
-    def synchronize(self, device_index: Optional[int] = None) -> None:
+    def synchronize(self, device_index: int | None = None) -> None:
         """No-op: CPU kernels are synchronous."""
 
     def manual_seed(self, seed: int) -> None:
@@ -139,7 +139,7 @@ class PlatformCPU(PlatformCUDA):
     def empty_cache(self) -> None:
         """No-op."""
 
-    def get_device_capability(self, device_index: int = 0) -> tuple[Optional[int], Optional[int]]:
+    def get_device_capability(self, device_index: int = 0) -> tuple[int | None, int | None]:
         """No compute capability: ``(None, None)``."""
         return None, None
 

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import os
-from typing import Any, Generator, Optional
+from collections.abc import Generator
+from typing import Any
 
 import ray
 import torch
@@ -41,8 +41,6 @@ from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.config import HFModelConfig, RolloutConfig
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["ROLLOUT_NAME", "HFCPUReplica", "HFCPUServer", "HFCPUServerAdapter", "server_actor_name"]
 
@@ -109,9 +107,9 @@ class HFCPUServer:
         model_eos = self.model.generation_config.eos_token_id
         eos.update(model_eos if isinstance(model_eos, list) else [model_eos])
         self.eos_token_ids = sorted(i for i in eos if i is not None)
-        self.global_steps: Optional[int] = None
+        self.global_steps: int | None = None
         self._queue: list[_Request] = []
-        self._drainer: Optional[asyncio.Task] = None
+        self._drainer: asyncio.Task | None = None
         self._model_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ generation
@@ -121,10 +119,10 @@ class HFCPUServer:
         prompt_ids: list[int],
         sampling_params: dict[str, Any],
         request_id: str,
-        image_data: Optional[list[Any]] = None,
-        video_data: Optional[list[Any]] = None,
-        audio_data: Optional[list[Any]] = None,
-        mm_processor_kwargs: Optional[dict[str, Any]] = None,
+        image_data: list[Any] | None = None,
+        video_data: list[Any] | None = None,
+        audio_data: list[Any] | None = None,
+        mm_processor_kwargs: dict[str, Any] | None = None,
     ) -> TokenOutput:
         """Generate one response for ``prompt_ids`` (same contract as ``vLLMHttpServer.generate``)."""
         if image_data is not None or video_data is not None or audio_data is not None or mm_processor_kwargs:
@@ -171,7 +169,7 @@ class HFCPUServer:
                     results = await asyncio.to_thread(
                         self._generate_batch, [r.prompt_ids for r in batch], [r.max_tokens for r in batch], sampling
                     )
-            except Exception as exc:  # hand the error to every waiting caller
+            except Exception as exc:  # noqa: BLE001 - hand any error to every waiting caller
                 for request in batch:
                     request.future.set_exception(exc)
                 continue
@@ -181,7 +179,7 @@ class HFCPUServer:
     @torch.no_grad()
     def _generate_batch(
         self, prompts: list[list[int]], max_tokens: list[int], sampling: _Sampling
-    ) -> list[tuple[list[int], Optional[list[float]], str]]:
+    ) -> list[tuple[list[int], list[float] | None, str]]:
         """Run one left-padded ``model.generate``; return (token ids, log-probs, stop reason) per prompt."""
         from transformers import GenerationConfig
 
@@ -226,7 +224,7 @@ class HFCPUServer:
 
     # ------------------------------------------------------------------ weights
 
-    async def update_weights(self, named_tensors: list[tuple[str, torch.Tensor]], global_steps: Optional[int]) -> None:
+    async def update_weights(self, named_tensors: list[tuple[str, torch.Tensor]], global_steps: int | None) -> None:
         """Copy the trainer's weights (HF parameter names, full tensors) into the model."""
         async with self._model_lock:
             state = self.model.state_dict()
@@ -243,7 +241,7 @@ class HFCPUServer:
 
     # ------------------------------------------------------------------ life cycle
 
-    async def wake_up(self, tags: Optional[list[str]] = None) -> None:
+    async def wake_up(self, tags: list[str] | None = None) -> None:
         """No-op: weights and caches stay in host memory."""
 
     async def sleep(self) -> None:
@@ -329,7 +327,7 @@ class HFCPUServerAdapter(BaseRollout):
     ) -> None:
         super().__init__(config, model_config, device_mesh)
         self.replica_rank = int(os.environ["RANK"]) if replica_rank == -1 else replica_rank
-        self.server_handle: Optional[ray.actor.ActorHandle] = None
+        self.server_handle: ray.actor.ActorHandle | None = None
 
     def _server(self) -> ray.actor.ActorHandle:
         """The server actor (looked up lazily: it starts after the training worker)."""
@@ -346,7 +344,7 @@ class HFCPUServerAdapter(BaseRollout):
     async def update_weights(
         self,
         weights: Generator[tuple[str, torch.Tensor], None, None],
-        global_steps: Optional[int] = None,
+        global_steps: int | None = None,
         wire_format: str = "named_tensors",
         peft_config: Any = None,
         **kwargs: Any,
