@@ -38,3 +38,31 @@ def test_smoke_command_prepares_model_and_data(tmp_path):
     assert (tmp_path / "model" / "model.safetensors").is_file()
     train = pd.read_parquet(tmp_path / "train.parquet")
     assert len(train) == 16 and set(train.columns) >= {"data_source", "prompt", "reward_model", "extra_info"}
+
+
+def _compose_cpu_config():
+    """verl's ppo_trainer composed with ``+platform=cpu`` (Hydra compose API, no run)."""
+    import os
+
+    import verl.trainer.config
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=os.path.dirname(verl.trainer.config.__file__), version_base=None):
+        return compose("ppo_trainer", overrides=[f"hydra.searchpath=[file://{CONFIG_DIR}]", "+platform=cpu"])
+
+
+def test_platform_cpu_config_composes_and_forwards_the_environment(monkeypatch):
+    import pytest
+    from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationResolutionError
+
+    for key, value in cpu_env({}).items():
+        monkeypatch.setenv(key, value)
+    cfg = _compose_cpu_config()
+    assert cfg.actor_rollout_ref.rollout.name == "hf_cpu" and cfg.actor_rollout_ref.actor.strategy == "fsdp2"
+    assert cfg.actor_rollout_ref.ref.strategy == "fsdp2" and cfg.trainer.device == "cpu"
+    ray_init = OmegaConf.to_container(cfg.ray_kwargs.ray_init, resolve=True)
+    assert ray_init["num_gpus"] == 1 and ray_init["runtime_env"]["env_vars"] == CPU_ENV
+    monkeypatch.delenv("VERL_PLATFORM")
+    with pytest.raises(InterpolationResolutionError, match="VERL_PLATFORM"):
+        OmegaConf.to_container(_compose_cpu_config().ray_kwargs, resolve=True)
