@@ -51,18 +51,12 @@ def _compose_cpu_config():
         return compose("ppo_trainer", overrides=[f"hydra.searchpath=[file://{CONFIG_DIR}]", "+platform=cpu"])
 
 
-def test_platform_cpu_config_composes_and_forwards_the_environment(monkeypatch):
-    import pytest
+def test_platform_cpu_config_composes():
     from omegaconf import OmegaConf
-    from omegaconf.errors import InterpolationResolutionError
 
-    for key, value in cpu_env({}).items():
-        monkeypatch.setenv(key, value)
     cfg = _compose_cpu_config()
     assert cfg.actor_rollout_ref.rollout.name == "hf_cpu" and cfg.actor_rollout_ref.actor.strategy == "fsdp2"
     assert cfg.actor_rollout_ref.ref.strategy == "fsdp2" and cfg.trainer.device == "cpu"
     ray_init = OmegaConf.to_container(cfg.ray_kwargs.ray_init, resolve=True)
-    assert ray_init["num_gpus"] == 1 and ray_init["runtime_env"]["env_vars"] == CPU_ENV
-    monkeypatch.delenv("VERL_PLATFORM")
-    with pytest.raises(InterpolationResolutionError, match="VERL_PLATFORM"):
-        OmegaConf.to_container(_compose_cpu_config().ray_kwargs, resolve=True)
+    assert ray_init["num_gpus"] == 1 and ray_init["num_cpus"] == 16
+    assert cfg.transfer_queue.backend.SimpleStorage.num_data_storage_units == 1
