@@ -50,8 +50,18 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
-def grade_math(response: str, ground_truth: str) -> bool:
-    """True iff the final answer of ``response`` equals ``ground_truth`` (math-verify)."""
+def grade_math(response: str, ground_truth: str, require_boxed: bool = False) -> bool:
+    """True iff the final answer of ``response`` equals ``ground_truth`` (math-verify).
+
+    By default math-verify also takes an answer without ``\\boxed{}`` (the last expression of
+    the text). With ``require_boxed`` only the response's last ``\\boxed{...}`` counts, so a
+    number that merely occurs in the text is not an answer.
+    """
+    if require_boxed:
+        boxed = extract_boxed(response)
+        if boxed is None:
+            return False
+        response = "\\boxed{" + boxed + "}"
     timeout = _timeout_seconds()
     gold_text = ground_truth if "\\boxed" in ground_truth else "\\boxed{" + ground_truth + "}"
     gold = parse(gold_text, _GOLD_CONFIG, parsing_timeout=timeout)
@@ -130,8 +140,8 @@ def is_choice_task(data_source: str, ground_truth: str) -> bool:
     return any(s in source for s in _CHOICE_SOURCES) and len(truth) == 1 and truth in LETTER_LABELS + DIGIT_LABELS
 
 
-def grade(response: str, ground_truth: str, data_source: str = "") -> bool:
-    """Dispatch to :func:`grade_choice` or :func:`grade_math` by data source."""
+def grade(response: str, ground_truth: str, data_source: str = "", require_boxed: bool = False) -> bool:
+    """Dispatch to :func:`grade_choice` or :func:`grade_math` (with ``require_boxed``) by data source."""
     if is_choice_task(data_source, ground_truth):
         return grade_choice(response, ground_truth)
-    return grade_math(response, ground_truth)
+    return grade_math(response, ground_truth, require_boxed=require_boxed)

@@ -49,6 +49,7 @@ async def compute_score(
     ground_truth: Any,
     extra_info: Mapping[str, Any] | None = None,
     judge: Any = None,
+    require_boxed: bool = False,
     reward_router_address: str | None = None,
     reward_model_tokenizer: Any = None,
     **unknown: Any,
@@ -62,6 +63,8 @@ async def compute_score(
         extra_info: the row's ``extra_info`` (``question``, ``anchor``, ``is_anchor``).
         judge: the judge settings from ``reward.custom_reward_function.reward_kwargs.judge``
             (see :class:`~dagrpo_verl.judge.config.JudgeConfig`); default: the rule scorer.
+        require_boxed: R counts only the response's last ``\\boxed{}`` (``reward_kwargs.require_boxed``);
+            by default math-verify also accepts an unboxed final expression.
         reward_router_address: passed by verl when a reward model is served; used as the
             judge's ``base_url`` when ``judge.backend=openai`` and no ``base_url`` is set.
         reward_model_tokenizer: passed by verl with the router address; not needed here.
@@ -70,7 +73,7 @@ async def compute_score(
     if unknown:
         raise ValueError(
             f"Unknown key(s) {sorted('reward.custom_reward_function.reward_kwargs.' + k for k in unknown)} for "
-            f"pkg://dagrpo_verl.reward:compute_score; its only setting is {CONFIG_PREFIX}.<key>."
+            f"pkg://dagrpo_verl.reward:compute_score; its settings are require_boxed and {CONFIG_PREFIX}.<key>."
         )
     if isinstance(ground_truth, (int, float)) and not isinstance(ground_truth, bool):
         ground_truth = str(ground_truth)
@@ -98,7 +101,7 @@ async def compute_score(
         # Started first: off the main thread, the request is in flight while the answer is graded.
         judge_task = asyncio.ensure_future(get_judge(config).score([item]))
     try:
-        acc = 1.0 if await _grade(solution_str, ground_truth, str(data_source)) else 0.0
+        acc = 1.0 if await _grade(solution_str, ground_truth, str(data_source), bool(require_boxed)) else 0.0
         if judge_task is not None:
             judge_score = (await judge_task)[0]
     finally:
@@ -107,7 +110,7 @@ async def compute_score(
     return {"score": acc, ACC: acc, JUDGE_SCORE: judge_score}
 
 
-async def _grade(solution_str: str, ground_truth: str, data_source: str) -> bool:
+async def _grade(solution_str: str, ground_truth: str, data_source: str, require_boxed: bool) -> bool:
     """:func:`~dagrpo_verl.grading.grade`, in a worker thread unless this is the main thread.
 
     In the main thread math-verify's signal-based timeouts work, so grading stays there. In any
@@ -116,8 +119,8 @@ async def _grade(solution_str: str, ground_truth: str, data_source: str) -> bool
     send and receive judge requests while the answer is graded.
     """
     if threading.current_thread() is threading.main_thread():
-        return grade(solution_str, ground_truth, data_source)
-    return await asyncio.to_thread(grade, solution_str, ground_truth, data_source)
+        return grade(solution_str, ground_truth, data_source, require_boxed)
+    return await asyncio.to_thread(grade, solution_str, ground_truth, data_source, require_boxed)
 
 
 def _text(extra_info: Mapping[str, Any], key: str) -> str:
