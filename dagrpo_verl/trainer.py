@@ -40,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDict
 from verl.protocol import DataProto
 from verl.trainer.main_ppo import TaskRunnerV1
-from verl.trainer.main_ppo_v0 import TaskRunner as LegacyTaskRunner
+from verl.trainer.main_ppo_v0 import BaseTaskRunner
 from verl.trainer.ppo import ray_trainer
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer, apply_kl_penalty
 from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
@@ -474,8 +474,13 @@ class DaGRPORayPPOTrainer(RayPPOTrainer):
         return output
 
 
-class _DaGRPOLegacyTaskRunner(LegacyTaskRunner.__ray_actor_class__):
-    """verl's legacy ``TaskRunner`` (``main_ppo_v0``) building :class:`DaGRPORayPPOTrainer`."""
+class _DaGRPOLegacyTaskRunner(BaseTaskRunner):
+    """verl's legacy ``TaskRunner`` (``main_ppo_v0``) building :class:`DaGRPORayPPOTrainer`.
+
+    Derives from verl's ``BaseTaskRunner`` (worker/resource-pool helpers), as verl's own
+    ``TaskRunner`` does; that class itself cannot be subclassed inside a Ray actor (its
+    ``__init__`` calls ``super()`` on the class that ``@ray.remote`` replaced).
+    """
 
     def run(self, config: DictConfig):
         """verl's ``main_ppo_v0.TaskRunner.run`` (0.9.1) with the DaGRPO trainer class."""
