@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash recipes/run_cpu_demo.sh
+	PYTHON=$(CURDIR)/$(BIN)/python bash recipes/run_cpu_demo.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_core

@@ -25,23 +25,31 @@ DATA_SOURCE = "dagrpo/synthetic_sum"
 INSTRUCTION = "Put the final answer in \\boxed{}."
 
 
-def _problem(rng: random.Random, terms: int, max_operand: int) -> tuple[str, str, str]:
+#: Anchor styles: a worked solution ("3 + 4 = 7. \\boxed{7}") or the boxed answer alone.
+ANCHOR_STYLES = ("worked", "answer")
+
+
+def _problem(rng: random.Random, terms: int, max_operand: int, anchor_style: str) -> tuple[str, str, str]:
     numbers = [rng.randint(0, max_operand) for _ in range(terms)]
     total = sum(numbers)
     expression = " + ".join(map(str, numbers))
     question = f"{expression} = ? {INSTRUCTION}"
-    anchor = f"{expression} = {total}. \\boxed{{{total}}}"
+    boxed = f"\\boxed{{{total}}}"
+    anchor = f"{expression} = {total}. {boxed}" if anchor_style == "worked" else boxed
     return question, str(total), anchor
 
 
-def make_rows(n: int, *, seed: int, split: str, terms: int = 2, max_operand: int = 9) -> list[dict]:
+def make_rows(n: int, *, seed: int, split: str, terms: int = 2, max_operand: int = 9,
+              anchor_style: str = "worked") -> list[dict]:
     """``n`` rows in verl's layout with the anchor in ``extra_info``; deterministic in ``seed``."""
     if n < 1:
         raise ValueError(f"n must be >= 1 rows, got {n}.")
+    if anchor_style not in ANCHOR_STYLES:
+        raise ValueError(f"anchor_style must be one of {ANCHOR_STYLES}, got {anchor_style!r}.")
     rng = random.Random(f"{seed}-{split}")
     rows = []
     for index in range(n):
-        question, answer, anchor = _problem(rng, terms, max_operand)
+        question, answer, anchor = _problem(rng, terms, max_operand, anchor_style)
         rows.append(
             {
                 "data_source": DATA_SOURCE,
@@ -55,14 +63,15 @@ def make_rows(n: int, *, seed: int, split: str, terms: int = 2, max_operand: int
 
 
 def write_synthetic_task(out_dir: str | Path, *, train: int = 256, val: int = 32, seed: int = 0,
-                         terms: int = 2, max_operand: int = 9) -> tuple[Path, Path]:
+                         terms: int = 2, max_operand: int = 9, anchor_style: str = "worked") -> tuple[Path, Path]:
     """Write ``train.parquet`` and ``val.parquet`` under ``out_dir``; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for split, n in (("train", train), ("val", val)):
         path = out / f"{split}.parquet"
-        pd.DataFrame(make_rows(n, seed=seed, split=split, terms=terms, max_operand=max_operand)).to_parquet(path)
+        rows = make_rows(n, seed=seed, split=split, terms=terms, max_operand=max_operand, anchor_style=anchor_style)
+        pd.DataFrame(rows).to_parquet(path)
         paths.append(path)
     return paths[0], paths[1]
 
@@ -75,9 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--terms", type=int, default=2, help="numbers per sum")
     parser.add_argument("--max-operand", type=int, default=9)
+    parser.add_argument("--anchor-style", choices=ANCHOR_STYLES, default="worked")
     args = parser.parse_args(argv)
     train, val = write_synthetic_task(args.out, train=args.train, val=args.val, seed=args.seed, terms=args.terms,
-                                      max_operand=args.max_operand)
+                                      max_operand=args.max_operand, anchor_style=args.anchor_style)
     print(f"wrote {train} and {val}")
 
 
