@@ -23,3 +23,7 @@ ANCHOR_TEXT = "anchor"
 #: only when ``algorithm.dagrpo.anchor.enable``): number of anchors of the sample's ``uid``
 #: group that failed verification (used or skipped); the same on every sample of the group.
 ANCHOR_FAILED = "anchor_failed"
+
+#: Key inside a data row's ``extra_info`` holding the problem statement shown to the judge
+#: (``python -m dagrpo_verl.data.prepare`` copies the last user message there).
+QUESTION = "question"

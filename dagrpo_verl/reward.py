@@ -30,7 +30,7 @@ import math
 import threading
 from typing import Any, Mapping
 
-from dagrpo_verl.fields import ACC, ANCHOR_TEXT, IS_ANCHOR, JUDGE_SCORE
+from dagrpo_verl.fields import ACC, ANCHOR_TEXT, IS_ANCHOR, JUDGE_SCORE, QUESTION
 from dagrpo_verl.grading import grade
 from dagrpo_verl.judge.config import CONFIG_PREFIX, JudgeConfig, judge_config_from
 from dagrpo_verl.judge.core import get_judge
@@ -38,8 +38,6 @@ from dagrpo_verl.judge.scorers import JudgeItem
 
 __all__ = ["QUESTION", "compute_score"]
 
-#: ``extra_info`` key holding the problem statement shown to the judge.
-QUESTION = "question"
 _NO_QUESTION = "(The problem statement is not available; judge the candidate against the reference.)"
 
 

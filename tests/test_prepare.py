@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from dagrpo_verl.data.prepare import DataValidationError, _plain, convert_rows, load_rows, main, prepare
-from dagrpo_verl.fields import ANCHOR_TEXT
+from dagrpo_verl.fields import ANCHOR_TEXT, QUESTION
 
 SYSTEM = {"role": "system", "content": "Think step by step."}
 
@@ -84,6 +84,7 @@ def test_valid_rows_pass_and_reach_verl_dataset(tmp_path, suffix, tokenizer):
     assert [info[ANCHOR_TEXT] for info in infos] == [r["target"][0]["content"] for r in rows]
     assert [info["index"] for info in infos] == [100, 101, 2]
     assert infos[2]["split"] == "train"
+    assert [info[QUESTION] for info in infos] == [r["prompt"][-1]["content"] for r in rows]  # the judge's problem
 
     config = OmegaConf.create({"max_prompt_length": 256, "filter_overlong_prompts": False})
     dataset = RLHFDataset(data_files=[str(out)], tokenizer=tokenizer, config=config)

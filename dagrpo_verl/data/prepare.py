@@ -17,7 +17,7 @@ Output: verl's RL layout with the expert answer moved into ``extra_info`` (key
 reaches the reward function (judge reference) and the anchor mixer::
 
     data_source, prompt, ability, reward_model {ground_truth, style},
-    extra_info {index, split, anchor, <other keys of the input extra_info>}
+    extra_info {index, split, anchor, question, <other keys of the input extra_info>}
 
 Every row is checked; a bad row gives a :class:`RowError` naming the row, the field and
 the fix. ``--on-invalid fail`` (default) stops with all errors listed before anything is
@@ -43,7 +43,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
-from dagrpo_verl.fields import ANCHOR_TEXT
+from dagrpo_verl.fields import ANCHOR_TEXT, QUESTION
 
 __all__ = [
     "DataValidationError",
@@ -265,6 +265,7 @@ def convert_row(raw: dict, row: int, *, split: str, anchor_field: str = "target"
     info.setdefault("index", row)
     info.setdefault("split", split)
     info[ANCHOR_TEXT] = anchor
+    info.setdefault(QUESTION, prompt[-1]["content"])  # the judge's problem statement
     ability = raw.get("ability")
     return {
         "data_source": data_source,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dagrpo_verl.fields import ANCHOR_TEXT
+from dagrpo_verl.fields import ANCHOR_TEXT, QUESTION
 
 __all__ = ["make_rows", "write_synthetic_task"]
 
@@ -56,7 +56,7 @@ def make_rows(n: int, *, seed: int, split: str, terms: int = 2, max_operand: int
                 "prompt": [{"role": "user", "content": question}],
                 "ability": "math",
                 "reward_model": {"ground_truth": answer, "style": "rule"},
-                "extra_info": {"index": index, "split": split, ANCHOR_TEXT: anchor},
+                "extra_info": {"index": index, "split": split, ANCHOR_TEXT: anchor, QUESTION: question},
             }
         )
     return rows
