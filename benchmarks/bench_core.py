@@ -119,6 +119,16 @@ def main():
     print(f"  dagrpo / grpo_vectorized = {ratio_vec:.2f}x   (target <= 1.5x)")
     print(f"  grpo / dagrpo            = {speedup_loop:.1f}x faster (target >= 5x)")
 
+    # The same estimators on one token per response: what is left is the per-group work alone,
+    # without the (bs, T) reward sum and advantage broadcast that every estimator pays alike.
+    scalar = bench_estimator(prompts, group, 1, args.repeats)
+    print(f"\nadvantage estimator, {prompts} prompts x {group} responses x 1 token: per-group work only (best of N, s)")
+    for name, t in scalar.items():
+        print(f"  {name:<28} {t:9.4f}")
+    scalar_speedup = scalar["grpo"] / scalar["dagrpo"]
+    print(f"  dagrpo / grpo_vectorized = {scalar['dagrpo'] / scalar['grpo_vectorized']:.2f}x")
+    print(f"  grpo / dagrpo            = {scalar_speedup:.1f}x faster")
+
     loss = bench_loss(loss_bs, loss_len, args.repeats, anchor_every=group)
     print(f"\npolicy loss forward+backward, {loss_bs} x {loss_len} tokens, seq-mean-token-sum-norm (best of N, s)")
     for name, t in loss.items():
@@ -133,6 +143,7 @@ def main():
         "shapes": {"prompts": prompts, "group": group, "length": length, "loss_bs": loss_bs, "loss_len": loss_len},
         "estimator_s": est, "loss_s": loss,
         "estimator_vs_grpo_vectorized": ratio_vec, "estimator_speedup_vs_grpo": speedup_loop,
+        "estimator_one_token_s": scalar, "estimator_one_token_speedup_vs_grpo": scalar_speedup,
         "loss_vs_vanilla": ratios,
     }, indent=2))
     print(f"\nwrote {out}")

@@ -37,6 +37,8 @@ from verl.utils import torch_functional as verl_F
 from verl.utils.groupwise import as_torch_index
 
 __all__ = [
+    "anchor_flags_tensor",
+    "judge_scores_tensor",
     "group_ids_from_index",
     "group_relative_advantage",
     "distinctiveness_keep_mask",
@@ -56,6 +58,27 @@ def group_ids_from_index(index: Any, device: torch.device | str | None = None) -
         ``(bs,)`` ``torch.long`` tensor with values in ``0..num_groups-1``.
     """
     return as_torch_index(index, device=device)
+
+
+def judge_scores_tensor(values: Any) -> torch.Tensor | None:
+    """Judge scores as a ``(bs,)`` float32 tensor from a tensor, numpy array (object dtype
+    included) or list; a None entry is a missing score (NaN). None stays None."""
+    if values is None:
+        return None
+    if isinstance(values, torch.Tensor):
+        return values.to(torch.float32).reshape(-1)
+    return torch.tensor([float("nan") if v is None else float(v) for v in np.asarray(values).reshape(-1)],
+                        dtype=torch.float32)
+
+
+def anchor_flags_tensor(values: Any, size: int) -> torch.Tensor:
+    """Anchor flags as a ``(size,)`` bool tensor from a tensor, numpy array or list (None entries
+    are False); None means no anchors."""
+    if values is None:
+        return torch.zeros(size, dtype=torch.bool)
+    if isinstance(values, torch.Tensor):
+        return values.to(torch.bool).reshape(-1)
+    return torch.tensor([bool(v) for v in np.asarray(values).reshape(-1)], dtype=torch.bool)
 
 
 def _group_sum(values: torch.Tensor, group_ids: torch.Tensor, num_groups: int) -> torch.Tensor:

@@ -41,16 +41,6 @@ def _from_batch(name: str, non_tensor_batch: Optional[dict], batch: Any) -> Any:
     return None
 
 
-def _as_float_scores(values: Any) -> torch.Tensor:
-    """Judge scores from a tensor or a (possibly object-dtype) numpy array; None -> NaN."""
-    if isinstance(values, torch.Tensor):
-        return values.to(torch.float32).reshape(-1)
-    array = np.asarray(values)
-    if array.dtype == object:
-        array = np.array([np.nan if v is None else v for v in array.reshape(-1)], dtype=np.float32)
-    return torch.as_tensor(array.astype(np.float32)).reshape(-1)
-
-
 @register_adv_est("dagrpo")
 def compute_dagrpo_advantage(
     token_level_rewards: torch.Tensor,
@@ -93,8 +83,8 @@ def compute_dagrpo_advantage(
         token_level_rewards=token_level_rewards,
         response_mask=response_mask,
         index=index,
-        judge_scores=None if judge_scores is None else _as_float_scores(judge_scores),
-        anchor_mask=None if anchor_mask is None else torch.as_tensor(np.asarray(anchor_mask, dtype=bool)),
+        judge_scores=core.judge_scores_tensor(judge_scores),
+        anchor_mask=None if anchor_mask is None else core.anchor_flags_tensor(anchor_mask, len(anchor_mask)),
         delta=float(settings.delta),
         rectification=settings.rectification,
         on_missing_score=settings.on_missing_score,

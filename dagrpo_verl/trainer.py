@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import socket
 from collections.abc import Iterator, Sequence
@@ -99,24 +98,6 @@ def install_dagrpo_loss(config: DictConfig, actor_rollout_wg: Any) -> bool:
     actor_rollout_wg.set_loss_fn(partial(dagrpo_ppo_loss, config=actor_config))
     logger.info("dagrpo actor loss installed on the actor workers")
     return True
-
-
-def _as_float_scores(values: Any) -> torch.Tensor | None:
-    """Judge scores from a tensor, numpy array or list (a None entry -> NaN), as ``(bs,)`` float32."""
-    if values is None:
-        return None
-    if isinstance(values, torch.Tensor):
-        return values.to(torch.float32).reshape(-1)
-    return torch.tensor([math.nan if v is None else float(v) for v in list(values)], dtype=torch.float32)
-
-
-def _as_bool_flags(values: Any, size: int) -> torch.Tensor:
-    """Anchor flags from a tensor, numpy array or list (None -> False), as ``(size,)`` bool."""
-    if values is None:
-        return torch.zeros(size, dtype=torch.bool)
-    if isinstance(values, torch.Tensor):
-        return values.to(torch.bool).reshape(-1)
-    return torch.tensor([bool(v) for v in list(values)], dtype=torch.bool)
 
 
 def _session_final_rows(keys: Sequence[str]) -> list[int]:
@@ -268,9 +249,9 @@ class DaGRPOTrainerMixin:
         judge_scores = data.pop(JUDGE_SCORE) if JUDGE_SCORE in data else None
         if judge_scores is None:
             judge_scores = self._judge_scores_from_extra_fields(batch)
-        judge_scores = _as_float_scores(judge_scores)
+        judge_scores = core.judge_scores_tensor(judge_scores)
         padding = torch.tensor([bool(tag.get("is_padding", False)) for tag in batch.tags], dtype=torch.bool)
-        anchors = _as_bool_flags(data.pop(IS_ANCHOR) if IS_ANCHOR in data else None, size) & ~padding
+        anchors = core.anchor_flags_tensor(data.pop(IS_ANCHOR) if IS_ANCHOR in data else None, size) & ~padding
 
         response_mask = data["response_mask"]
         data = DataProto(batch=data.to_padded_tensor())
@@ -422,7 +403,7 @@ def anchors_as_tensor(batch: DataProto) -> DataProto:
     if IS_ANCHOR not in batch.non_tensor_batch:
         return batch
     tensors = batch.batch.clone(recurse=False)
-    tensors[IS_ANCHOR] = _as_bool_flags(batch.non_tensor_batch[IS_ANCHOR], len(batch))
+    tensors[IS_ANCHOR] = core.anchor_flags_tensor(batch.non_tensor_batch[IS_ANCHOR], len(batch))
     non_tensors = {k: v for k, v in batch.non_tensor_batch.items() if k != IS_ANCHOR}
     return DataProto(batch=tensors, non_tensor_batch=non_tensors, meta_info=batch.meta_info)
 
@@ -451,8 +432,8 @@ class DaGRPORayPPOTrainer(RayPPOTrainer):
     def compute_dagrpo_advantage(self, data: DataProto) -> DataProto:
         """Fill ``advantages``/``returns`` of a legacy batch with DaGRPO advantages."""
         size = len(data)
-        judge_scores = _as_float_scores(data.non_tensor_batch.get(JUDGE_SCORE))
-        anchors = _as_bool_flags(data.non_tensor_batch.get(IS_ANCHOR), size)
+        judge_scores = core.judge_scores_tensor(data.non_tensor_batch.get(JUDGE_SCORE))
+        anchors = core.anchor_flags_tensor(data.non_tensor_batch.get(IS_ANCHOR), size)
         advantages, stats = compute_batch_advantage(
             token_level_rewards=data.batch["token_level_rewards"],
             response_mask=data.batch["response_mask"],
