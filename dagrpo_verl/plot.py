@@ -49,10 +49,13 @@ class Panel:
     log_y: bool = False
 
 
+#: On-policy outcome reward, most specific first: DaGRPO logs it separately because verl's
+#: ``critic/score/mean`` counts the anchors too; runs without anchors only have verl's keys.
+OUTCOME_REWARD_KEYS = ("dagrpo/rollout_reward_mean", "critic/score/mean", "critic/rewards/mean")
+
 #: Figure 2-3 of the paper.
 TRAINING_PANELS = (
-    # On-policy reward: DaGRPO logs it separately because verl's critic/score/mean counts the anchors too.
-    Panel("Outcome reward (on-policy)", ("dagrpo/rollout_reward_mean", "critic/score/mean", "critic/rewards/mean")),
+    Panel("Outcome reward (on-policy)", OUTCOME_REWARD_KEYS),
     Panel("Response length", ("response_length/mean",)),
     Panel("Entropy", ("actor/entropy",)),
     Panel("Gradient norm", ("actor/grad_norm",), log_y=True),

@@ -35,9 +35,9 @@ from tqdm import tqdm
 from dagrpo_verl.cpu.smoke import cpu_env
 from dagrpo_verl.data.synthetic import write_synthetic_task
 from dagrpo_verl.models import build_tiny_qwen2, smollm2_dir
-from dagrpo_verl.plot import load_metrics, plot_runs
+from dagrpo_verl.plot import OUTCOME_REWARD_KEYS, load_metrics, plot_runs
 
-__all__ = ["RUNS", "ROLLOUT_REWARD", "run_command", "rollout_reward", "main"]
+__all__ = ["RUNS", "run_command", "rollout_reward", "main"]
 
 #: Algorithm overrides per run, on top of dagrpo_verl/config/dagrpo_trainer.yaml.
 RUNS: dict[str, list[str]] = {
@@ -48,9 +48,6 @@ RUNS: dict[str, list[str]] = {
     ],
     "DaGRPO": [],
 }
-
-#: Column the summary and the reward panel read: on-policy rollout reward (anchors excluded).
-ROLLOUT_REWARD = "dagrpo/rollout_reward_mean"
 
 
 def run_command(model: Path, train: Path, val: Path, steps: int, seed: int, algorithm: list[str],
@@ -108,15 +105,14 @@ def _train(name: str, command: list[str], run_dir: Path, steps: int, bar_positio
 
 
 def rollout_reward(frame: pd.DataFrame) -> pd.Series:
-    """On-policy reward per step: ``dagrpo/rollout_reward_mean``, or verl's score mean for runs without anchors."""
-    if ROLLOUT_REWARD in frame.columns and frame[ROLLOUT_REWARD].notna().any():
-        return frame[ROLLOUT_REWARD]
-    return frame["critic/score/mean"]
+    """On-policy reward per step: the first of :data:`~dagrpo_verl.plot.OUTCOME_REWARD_KEYS` the run
+    logged (the key the plot's reward panel draws)."""
+    key = next(k for k in OUTCOME_REWARD_KEYS if k in frame.columns and frame[k].notna().any())
+    return frame[key]
 
 
 def _seed_mean(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Per-step mean over seeds of every numeric metric, with the rollout reward under one key."""
-    frames = [f.assign(**{ROLLOUT_REWARD: rollout_reward(f)}) for f in frames]
+    """Per-step mean over seeds of every numeric metric."""
     return pd.concat(frames).groupby(level=0).mean(numeric_only=True)
 
 
