@@ -15,26 +15,20 @@ import math
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 
 pytest.importorskip("dagrpo_verl.cpu")
 
-from dagrpo_verl.cpu.demo_data import write_arithmetic_parquet
 from dagrpo_verl.cpu.smoke import cpu_env, parse_console_metrics
+from dagrpo_verl.data.synthetic import write_synthetic_task
 from dagrpo_verl.models import build_tiny_qwen2
 
 
-def _data_with_anchors(path):
-    """The CPU arithmetic set with an expert solution (the anchor) in every row's extra_info."""
-    frame = pd.read_parquet(write_arithmetic_parquet(path, 8))
-    frame["extra_info"] = [
-        # short: anchors are cut to data.max_response_length tokens like rollouts
-        {**extra, "anchor": f"So \\boxed{{{reward['ground_truth']}}}."}
-        for extra, reward in zip(frame["extra_info"], frame["reward_model"])
-    ]
-    frame.to_parquet(path)
-    return path
+def _data_with_anchors(out_dir):
+    """The synthetic task with a short expert solution (``\\boxed{answer}``, the anchor) in every row:
+    anchors are cut to data.max_response_length tokens like rollouts."""
+    train, _ = write_synthetic_task(out_dir, train=8, val=2, max_operand=99, anchor_style="answer")
+    return train
 
 
 TRAINERS = {
@@ -50,7 +44,7 @@ TRAINERS = {
 @pytest.mark.parametrize("trainer", sorted(TRAINERS))
 def test_one_dagrpo_step_through_the_real_entry(tmp_path, trainer):
     model = build_tiny_qwen2(tmp_path / "model")
-    data = _data_with_anchors(tmp_path / "train.parquet")
+    data = _data_with_anchors(tmp_path / "data")
     command = [
         sys.executable, "-m", "dagrpo_verl.main", "+platform=cpu",
         f"data.train_files={data}", f"data.val_files={data}",
