@@ -71,6 +71,7 @@ def validate_dagrpo_config(config: DictConfig) -> DaGRPOConfig | None:
     estimator = _select(config, "algorithm.adv_estimator")
     loss_mode = _select(config, "actor_rollout_ref.actor.policy_loss.loss_mode", "vanilla")
     use_v1 = bool(_select(config, "trainer.use_v1", True))
+    _check_cpu_sampler(config)
     if loss_mode == DAGRPO_LOSS_MODE:
         _check_loss(config, use_v1)
     if estimator != _ESTIMATOR:
@@ -91,6 +92,24 @@ def validate_dagrpo_config(config: DictConfig) -> DaGRPOConfig | None:
     if settings.anchor.enable:
         _check_anchors(config, loss_mode, use_v1)
     return settings
+
+
+def _check_cpu_sampler(config: DictConfig) -> None:
+    """``+platform=cpu``'s replay buffer gets none of verl's DAPO group-filtering arguments."""
+    if _select(config, "trainer.v1.sampler.custom_sampler.name") != "CPUReplayBuffer":
+        return
+    if _select(config, "algorithm.filter_groups.enable", False):
+        raise DaGRPOConfigError(
+            "algorithm.filter_groups.enable=true is ignored by verl when trainer.v1.sampler.custom_sampler is set, "
+            "and +platform=cpu sets it to CPUReplayBuffer; set algorithm.filter_groups.enable=false or "
+            "trainer.v1.sampler.custom_sampler.path=null."
+        )
+    mode = _select(config, "trainer.v1.trainer_mode", "sync")
+    if mode != "sync":
+        raise DaGRPOConfigError(
+            f"trainer.v1.sampler.custom_sampler=CPUReplayBuffer (+platform=cpu) supports trainer.v1.trainer_mode=sync "
+            f"only, got {mode!r}; set trainer.v1.trainer_mode=sync or trainer.v1.sampler.custom_sampler.path=null."
+        )
 
 
 def _check_loss(config: DictConfig, use_v1: bool) -> None:
