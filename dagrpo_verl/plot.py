@@ -11,7 +11,7 @@ A RUN is a metrics file or a directory searched for one. Understood formats:
 * TensorBoard event files (``trainer.logger=[tensorboard]``; ``events.out.tfevents.*``).
 
 Writes ``training_dynamics.png`` (on-policy outcome reward, response length, entropy, gradient
-norm on a log scale, where steps with a zero gradient are left out) and, when any run logged them, ``dagrpo_dynamics.png`` (mask rates, anchor usage,
+norm on a log scale, where steps with a zero gradient are left out and counted in the legend) and, when any run logged them, ``dagrpo_dynamics.png`` (mask rates, anchor usage,
 judge score), plus ``metrics.csv`` with every run's plotted series. Metrics a run did not log
 are skipped (and listed), never fatal.
 """
@@ -37,6 +37,7 @@ __all__ = [
     "main",
     "panel_key",
     "plot_runs",
+    "positive_part",
 ]
 
 
@@ -190,6 +191,20 @@ def _smooth(series: pd.Series, window: int) -> pd.Series:
     return series if window <= 1 else series.rolling(window, min_periods=1).mean()
 
 
+def positive_part(series: pd.Series, label: str) -> tuple[pd.Series, str]:
+    """What a log-scale panel can draw of ``series`` and the legend label saying what it left out.
+
+    A run whose gradient is exactly 0 (GRPO on all-wrong groups) would otherwise vanish from
+    the panel without a word.
+    """
+    positive = series[series > 0]
+    dropped = len(series) - len(positive)
+    if dropped == 0:
+        return positive, label
+    what = "0 at every step" if positive.empty else f"{dropped} step{'s' if dropped > 1 else ''} at 0"
+    return positive, f"{label} ({what}, not drawn)"
+
+
 def _draw(runs: dict[str, pd.DataFrame], panels: tuple[Panel, ...], title: str, out: Path, smooth: int) -> list[str]:
     """Draw the panels some run has data for; return the panel titles left out."""
     import matplotlib
@@ -210,9 +225,10 @@ def _draw(runs: dict[str, pd.DataFrame], panels: tuple[Panel, ...], title: str, 
             if key is None:
                 continue
             series = frame[key].dropna()
+            legend = label
             if panel.log_y:
-                series = series[series > 0]
-            (line,) = ax.plot(series.index, _smooth(series, smooth), label=label, linewidth=1.5)
+                series, legend = positive_part(series, label)
+            (line,) = ax.plot(series.index, _smooth(series, smooth), label=legend, linewidth=1.5)
             if smooth > 1:
                 ax.plot(series.index, series, color=line.get_color(), alpha=0.25, linewidth=0.8)
         ax.set_title(panel.title)

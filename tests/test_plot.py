@@ -133,3 +133,15 @@ def test_outcome_reward_prefers_on_policy_mean():
     assert panel_key(dagrpo, reward) == "dagrpo/rollout_reward_mean"
     assert panel_key(grpo, reward) == "critic/score/mean"
     assert panel_key(grpo, DAGRPO_PANELS[0]) is None
+
+
+def test_log_panels_say_what_they_leave_out():
+    from dagrpo_verl.plot import positive_part
+
+    zero = pd.Series([0.0, 0.0, 0.0], index=[1, 2, 3])
+    drawn, label = positive_part(zero, "GRPO")
+    assert drawn.empty and label == "GRPO (0 at every step, not drawn)"
+    drawn, label = positive_part(pd.Series([0.5, 0.0, 0.25], index=[1, 2, 3]), "DaGRPO")
+    assert list(drawn.index) == [1, 3] and label == "DaGRPO (1 step at 0, not drawn)"
+    drawn, label = positive_part(pd.Series([0.5, 0.25]), "x")
+    assert len(drawn) == 2 and label == "x"
