@@ -95,7 +95,10 @@ def validate_dagrpo_config(config: DictConfig) -> DaGRPOConfig | None:
 
 
 def _check_cpu_sampler(config: DictConfig) -> None:
-    """``+platform=cpu``'s replay buffer gets none of verl's DAPO group-filtering arguments."""
+    """``+platform=cpu``'s replay buffer gets none of verl's DAPO group-filtering arguments.
+
+    (Its trainer-mode check is in the class, which every entry point constructs.)
+    """
     if _select(config, "trainer.v1.sampler.custom_sampler.name") != "CPUReplayBuffer":
         return
     if _select(config, "algorithm.filter_groups.enable", False):
@@ -103,12 +106,6 @@ def _check_cpu_sampler(config: DictConfig) -> None:
             "algorithm.filter_groups.enable=true is ignored by verl when trainer.v1.sampler.custom_sampler is set, "
             "and +platform=cpu sets it to CPUReplayBuffer; set algorithm.filter_groups.enable=false or "
             "trainer.v1.sampler.custom_sampler.path=null."
-        )
-    mode = _select(config, "trainer.v1.trainer_mode", "sync")
-    if mode != "sync":
-        raise DaGRPOConfigError(
-            f"trainer.v1.sampler.custom_sampler=CPUReplayBuffer (+platform=cpu) supports trainer.v1.trainer_mode=sync "
-            f"only, got {mode!r}; set trainer.v1.trainer_mode=sync or trainer.v1.sampler.custom_sampler.path=null."
         )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from omegaconf import OmegaConf
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 
@@ -39,12 +38,9 @@ def test_without_platform_cpu_verl_keeps_its_own_buffer():
     assert type(buffer) is ReplayBuffer and buffer.poll_interval == 2.0
 
 
-def test_async_trainer_mode_is_refused():
-    config = compose_config(["+platform=cpu", "trainer.v1.trainer_mode=separate_async"])
-    with pytest.raises(DaGRPOConfigError, match=r"trainer\.v1\.trainer_mode=sync"):
-        validate_dagrpo_config(config)
-    with pytest.raises(ValueError, match="trainer_mode=sync"):
-        CPUReplayBuffer("separate_async", OmegaConf.create({}), None, "drop", OmegaConf.create({}))
+def test_async_trainer_mode_is_refused_when_verl_builds_the_buffer():
+    with pytest.raises(ValueError, match=r"trainer\.v1\.trainer_mode=sync"):
+        _build(compose_config(["+platform=cpu", "trainer.v1.trainer_mode=separate_async"]))
 
 
 def test_dapo_filtering_is_refused_not_ignored():
