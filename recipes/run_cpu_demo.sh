@@ -3,7 +3,7 @@
 # embedded tiny Qwen2, synthetic hard task with expert anchors. No GPU, no download.
 #
 #   bash recipes/run_cpu_demo.sh                       # 1 seed, 40 steps per run (~5 min on 2 cores)
-#   SEEDS="0 1 2" bash recipes/run_cpu_demo.sh         # the 3-seed comparison (~15 min)
+#   SEEDS="0 1 2" bash recipes/run_cpu_demo.sh         # the 3-seed comparison (~14 min)
 #   STEPS=2 bash recipes/run_cpu_demo.sh               # smoke run
 #   bash recipes/run_cpu_demo.sh -- trainer.total_training_steps=10   # extra hydra overrides after --
 #

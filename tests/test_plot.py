@@ -12,7 +12,16 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from dagrpo_verl.plot import DAGRPO_PANELS, TRAINING_PANELS, find_metrics_file, load_metrics, main, panel_key, plot_runs
+from dagrpo_verl.plot import (
+    DAGRPO_PANELS,
+    TRAINING_PANELS,
+    find_metrics_file,
+    load_metrics,
+    main,
+    panel_key,
+    plot_runs,
+    positive_part,
+)
 
 STEPS = 12
 
@@ -136,8 +145,6 @@ def test_outcome_reward_prefers_on_policy_mean():
 
 
 def test_log_panels_say_what_they_leave_out():
-    from dagrpo_verl.plot import positive_part
-
     zero = pd.Series([0.0, 0.0, 0.0], index=[1, 2, 3])
     drawn, label = positive_part(zero, "GRPO")
     assert drawn.empty and label == "GRPO (0 at every step, not drawn)"
