@@ -69,6 +69,8 @@ DAGRPO_PANELS = (
     Panel("Groups with an anchor (frac)", ("dagrpo/anchor_groups_frac",)),
     Panel("Anchors retained (frac)", ("dagrpo/anchor_retained_frac",)),
     Panel("Anchor reward (mean)", ("dagrpo/anchor_reward_mean",)),
+    # how much of the expert the policy has taken up: mean f(p) = p / (p + γ) over anchor tokens
+    Panel("Anchor tokens: f(p) = p/(p+γ)", ("actor/dagrpo/anchor_shaped_ratio_mean", "dagrpo/anchor_shaped_ratio_mean")),
     Panel("Judge score (mean)", ("judge/score_mean",)),
 )
 
