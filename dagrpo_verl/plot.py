@@ -11,7 +11,7 @@ A RUN is a metrics file or a directory searched for one. Understood formats:
 * TensorBoard event files (``trainer.logger=[tensorboard]``; ``events.out.tfevents.*``).
 
 Writes ``training_dynamics.png`` (on-policy outcome reward, response length, entropy, gradient
-norm on a log scale, where steps with a zero gradient are left out and counted in the legend) and, when any run logged them, ``dagrpo_dynamics.png`` (mask rates, anchor usage,
+norm on a log scale, where steps with a zero gradient are left out and counted in the legend) and, when any run logged them, ``dagrpo_dynamics.png`` (mask rates, anchor usage and f(p),
 judge score), plus ``metrics.csv`` with every run's plotted series. Metrics a run did not log
 are skipped (and listed), never fatal.
 """
