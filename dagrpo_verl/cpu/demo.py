@@ -57,7 +57,7 @@ RUNS: dict[str, list[str]] = {
 
 
 def run_command(model: Path, train: Path, val: Path, steps: int, seed: int, algorithm: list[str],
-                extra: list[str], ppo_epochs: int = 4) -> list[str]:
+                ppo_epochs: int, extra: list[str]) -> list[str]:
     """The ``python -m dagrpo_verl.main`` command line of one demo run."""
     return [
         sys.executable, "-m", "dagrpo_verl.main",
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.runs:
             algorithm = RUNS[name]
             run_dir = out / f"{name.lower()}-seed{seed}"
-            command = run_command(model, train, val, args.steps, seed, algorithm, args.overrides, args.ppo_epochs)
+            command = run_command(model, train, val, args.steps, seed, algorithm, args.ppo_epochs, args.overrides)
             print(f"\n[{name}, seed {seed}] {' '.join(command)}", flush=True)
             started = time.perf_counter()
             _train(f"{name} seed {seed}", command, run_dir, args.steps, 0)
@@ -164,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{name}, seed {seed}] {wall_s[name][seed]:.0f} s, "
                   f"final rollout reward (last {args.last} steps) {final[name][seed]:.3f}", flush=True)
 
-    label = "{}" if len(args.seeds) == 1 else f"{{}} (mean of {len(args.seeds)} seeds)"
-    written = plot_runs({label.format(name): _seed_mean(fs) for name, fs in frames.items()}, out / "plots")
+    suffix = "" if len(args.seeds) == 1 else f" (mean of {len(args.seeds)} seeds)"
+    written = plot_runs({name + suffix: _seed_mean(fs) for name, fs in frames.items()}, out / "plots")
     summary = {
         "steps": args.steps,
         "seeds": args.seeds,
