@@ -45,7 +45,22 @@ __all__ = [
     "compute_dagrpo_outcome_advantage",
     "compute_dagrpo_policy_loss",
     "token_anchor_mask",
+    "ANCHOR_SHAPED_RATIO_SUM",
+    "ANCHOR_TOKENS",
+    "RESPONSE_TOKENS",
+    "SUMMED_LOSS_METRICS",
 ]
+
+#: Per-micro-batch loss metrics that are sums (not means): Σ f(p) over anchor tokens, anchor
+#: tokens, response tokens. Every micro-batch emits all three, with or without anchors, so the
+#: metric keys never depend on the batch contents (verl's ``Metric.aggregate_dp`` needs the
+#: same number of values on every data-parallel rank). Ratios of their totals give the
+#: token-weighted ``anchor_token_frac`` and ``anchor_shaped_ratio_mean``
+#: (:func:`dagrpo_verl.losses.finish_loss_metrics`).
+ANCHOR_SHAPED_RATIO_SUM = "dagrpo/anchor_shaped_ratio_sum"
+ANCHOR_TOKENS = "dagrpo/anchor_tokens"
+RESPONSE_TOKENS = "dagrpo/response_tokens"
+SUMMED_LOSS_METRICS = (ANCHOR_SHAPED_RATIO_SUM, ANCHOR_TOKENS, RESPONSE_TOKENS)
 
 
 def group_ids_from_index(index: Any, device: torch.device | str | None = None) -> torch.Tensor:
@@ -378,7 +393,10 @@ def compute_dagrpo_policy_loss(
 
     Returns:
         ``(loss, metrics)``: scalar loss and verl-style metrics (python floats). The
-        clip metrics cover the tokens of rows without anchors.
+        clip metrics cover the tokens of rows without anchors. The same keys come back for
+        every input: the :data:`SUMMED_LOSS_METRICS` (Σ f(p) over valid anchor tokens, valid
+        anchor tokens, valid response tokens; 0 without anchors) are sums over this
+        micro-batch, to be summed over micro-batches and ranks, never averaged.
     """
     if clip_ratio_c <= 1.0:
         raise ValueError(f"clip_ratio_c must be > 1.0 for dual-clip PPO, got {clip_ratio_c}.")
@@ -417,10 +435,12 @@ def compute_dagrpo_policy_loss(
         "actor/ppo_kl": verl_F.masked_mean(parts["neg_kl"], on_policy_mask).item(),
         "actor/pg_clipfrac_lower": verl_F.masked_mean(parts["clipped_lower"], on_policy_mask).item(),
     }
+    metrics[RESPONSE_TOKENS] = float(response_mask.sum().item())
     if anchor_tokens is None:
-        metrics["dagrpo/anchor_token_frac"] = 0.0
+        metrics[ANCHOR_TOKENS] = 0.0
+        metrics[ANCHOR_SHAPED_RATIO_SUM] = 0.0
     else:
         valid_anchor = row_anchor & row_mask.bool()
-        metrics["dagrpo/anchor_token_frac"] = (valid_anchor.sum() / response_mask.sum().clamp_min(1)).item()
-        metrics["dagrpo/anchor_shaped_ratio_mean"] = verl_F.masked_mean(shaped.detach(), valid_anchor).item()
+        metrics[ANCHOR_TOKENS] = float(valid_anchor.sum().item())
+        metrics[ANCHOR_SHAPED_RATIO_SUM] = float((shaped.detach() * valid_anchor).sum().item())
     return loss, metrics

@@ -11,12 +11,18 @@ policy shaping of :func:`dagrpo_verl.core.compute_dagrpo_policy_loss`.
 The trainers install it with ``actor_rollout_ref_wg.set_loss_fn(partial(dagrpo_ppo_loss,
 config=actor_config))`` (verl's ``ActorRolloutRefWorker.set_loss_fn``), as verl's
 own trainers do for the critic's ``value_loss``.
+
+The loss's anchor metrics are per-micro-batch sums (:data:`dagrpo_verl.core.SUMMED_LOSS_METRICS`,
+emitted by every micro-batch, so every data-parallel rank reports the same keys);
+:func:`finish_loss_metrics` turns their totals into the logged token-weighted ratios.
 """
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
+import numpy as np
 import torch
 from tensordict import TensorDict
 from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn, kl_penalty
@@ -24,12 +30,15 @@ from verl.utils.metric import AggregationType, Metric
 from verl.workers.config import ActorConfig
 from verl.workers.utils.padding import no_padding_2_padding
 
+from dagrpo_verl.core import SUMMED_LOSS_METRICS
 from dagrpo_verl.fields import IS_ANCHOR
 
-__all__ = ["DAGRPO_LOSS_MODE", "dagrpo_ppo_loss"]
+__all__ = ["DAGRPO_LOSS_MODE", "dagrpo_ppo_loss", "finish_loss_metrics"]
 
 #: ``actor_rollout_ref.actor.policy_loss.loss_mode`` of the registered DaGRPO policy loss.
 DAGRPO_LOSS_MODE = "dagrpo"
+
+_SUMMED = AggregationType.SUM
 
 
 def dagrpo_ppo_loss(
@@ -97,7 +106,11 @@ def dagrpo_ppo_loss(
         **extra_kwargs,
     )
 
-    metrics: dict[str, Any] = Metric.from_dict(pg_metrics, aggregation=AggregationType.MEAN)
+    # the anchor sums add up over micro-batches; the other policy-loss metrics are averaged as in ppo_loss
+    metrics: dict[str, Any] = {
+        key: Metric(value=value, aggregation=_SUMMED if key in SUMMED_LOSS_METRICS else AggregationType.MEAN)
+        for key, value in pg_metrics.items()
+    }
     metrics["actor/pg_loss"] = Metric(value=pg_loss, aggregation=metric_aggregation)
     policy_loss = pg_loss
 
@@ -118,3 +131,32 @@ def dagrpo_ppo_loss(
         metrics["kl_coef"] = config.kl_loss_coef
 
     return policy_loss, metrics
+
+
+def finish_loss_metrics(metrics: MutableMapping[str, Any], prefix: str = "actor/") -> MutableMapping[str, Any]:
+    """Replace the loss's summed anchor metrics by the token-weighted ratios, in place.
+
+    verl reduces each per-micro-batch sum the same way for numerator and denominator
+    (``Metric.aggregate_dp``: mean over ranks, sum over micro-batches; then the mean over
+    mini-batches), so the ratio of the reduced values is the ratio of the totals over every
+    micro-batch, rank, mini-batch and epoch of the update:
+
+    * ``{prefix}dagrpo/anchor_token_frac`` = anchor tokens / response tokens;
+    * ``{prefix}dagrpo/anchor_shaped_ratio_mean`` = mean f(p) = p / (p + γ) over all anchor
+      tokens (NaN in an update without anchor tokens).
+
+    Args:
+        metrics: the actor-update metrics after verl's renaming (``actor/dagrpo/...``); each value
+            a float (v1 trainer, already reduced) or a list of per-mini-batch floats (legacy trainer).
+        prefix: the prefix verl put in front of the loss's metric names.
+
+    Returns:
+        ``metrics`` (the same mapping). Without the summed keys (another loss) it is unchanged.
+    """
+    keys = [prefix + key for key in SUMMED_LOSS_METRICS]
+    if not all(key in metrics for key in keys):
+        return metrics
+    shaped_sum, anchor_tokens, response_tokens = (float(np.mean(metrics.pop(key))) for key in keys)
+    metrics[prefix + "dagrpo/anchor_token_frac"] = anchor_tokens / response_tokens if response_tokens else 0.0
+    metrics[prefix + "dagrpo/anchor_shaped_ratio_mean"] = shaped_sum / anchor_tokens if anchor_tokens else float("nan")
+    return metrics

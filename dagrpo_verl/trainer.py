@@ -54,7 +54,7 @@ from dagrpo_verl import core
 from dagrpo_verl.config import dagrpo_config_from
 from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE
 from dagrpo_verl.judge import pop_metrics_from
-from dagrpo_verl.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss
+from dagrpo_verl.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss, finish_loss_metrics
 
 __all__ = [
     "DAGRPO_ESTIMATOR",
@@ -214,6 +214,14 @@ class DaGRPOTrainerMixin:
         """verl's set-up, then the DaGRPO actor loss on the actor workers."""
         super()._setup()
         install_dagrpo_loss(self.config, self.actor_rollout_wg)
+
+    def _update_actor(self, batch, metrics: dict):
+        """verl's actor update; the loss's summed anchor metrics become token-weighted ratios
+        (:func:`dagrpo_verl.losses.finish_loss_metrics`)."""
+        actor_metrics: dict = {}
+        batch = super()._update_actor(batch, metrics=actor_metrics)
+        metrics.update(finish_loss_metrics(actor_metrics))
+        return batch
 
     def _judge_actor_handles(self) -> list:
         """Ray actors that may run the judge: reward-loop workers and agent-loop workers."""
@@ -450,6 +458,7 @@ class DaGRPORayPPOTrainer(RayPPOTrainer):
     def _update_actor(self, batch: DataProto) -> DataProto:
         """verl's actor update with ``is_anchor`` as a tensor field, plus the ``dagrpo/*``/``judge/*`` metrics."""
         output = super()._update_actor(anchors_as_tensor(batch))
+        finish_loss_metrics(output.meta_info["metrics"])
         output.meta_info["metrics"].update(self._dagrpo_metrics)
         output.meta_info["metrics"].update(pop_metrics_from(self.reward_loop_manager.reward_loop_workers or []))
         return output

@@ -144,9 +144,9 @@ SCRIPT = textwrap.dedent(
         "max_err": max(float((got[k] - expected[k]).abs().max()) for k in names),
         "scale": max(float(expected[k].abs().max()) for k in names),
         "diff_if_rollouts": max(float((got[k] - as_rollouts[k]).abs().max()) for k in names),
-        "anchor_token_frac": out["metrics"]["dagrpo/anchor_token_frac"].aggregate(),
-        # per micro-batch (rows 0-1, rows 2-3) anchor tokens / tokens, averaged by verl's Metric
-        "expected_anchor_token_frac": (len(responses[1]) / (len(responses[0]) + len(responses[1])) + 0.0) / 2,
+        # per micro-batch (rows 0-1, rows 2-3) anchor tokens, summed by verl's Metric
+        "anchor_tokens": out["metrics"]["dagrpo/anchor_tokens"].values,
+        "expected_anchor_tokens": [len(responses[1]), 0],
     }), flush=True)
     """
 )
@@ -171,4 +171,4 @@ def test_anchor_loss_gradient_through_verl_fsdp_engine(tmp_path):
     # the anchor mask made a difference: training the anchor as a rollout gives another gradient
     assert result["diff_if_rollouts"] > 100 * result["max_err"], result
     # the engine split the batch into two micro-batches; the anchor flag followed its row into the first
-    assert result["anchor_token_frac"] == pytest.approx(result["expected_anchor_token_frac"])
+    assert result["anchor_tokens"] == result["expected_anchor_tokens"]

@@ -119,7 +119,9 @@ def test_anchor_mask_reaches_the_policy_loss_and_its_gradient_is_the_shaping_one
         global_batch_info={"dp_size": 1, "batch_num_tokens": sum(RESPONSE_LENGTHS), "global_batch_size": len(ANCHOR)},
     )
     torch.testing.assert_close(loss, expected)
-    assert _values(metrics)["dagrpo/anchor_token_frac"] == pytest.approx(RESPONSE_LENGTHS[1] / sum(RESPONSE_LENGTHS))
+    values = _values(metrics)
+    assert values["dagrpo/anchor_tokens"] == RESPONSE_LENGTHS[1]
+    assert values["dagrpo/response_tokens"] == sum(RESPONSE_LENGTHS)
 
     (grad,) = torch.autograd.grad(loss, flat)
     # anchor row 1: d/dlogp [-A p/(p+γ)] / N_tokens = -A γ p / (p+γ)^2 / N
