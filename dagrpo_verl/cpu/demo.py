@@ -43,7 +43,7 @@ from dagrpo_verl.data.synthetic import write_synthetic_task
 from dagrpo_verl.models import build_tiny_qwen2, smollm2_dir
 from dagrpo_verl.plot import OUTCOME_REWARD_KEYS, load_metrics, plot_runs
 
-__all__ = ["RUNS", "run_command", "rollout_reward", "main"]
+__all__ = ["RUNS", "run_command", "rollout_reward", "seed_mean", "train_run", "main"]
 
 #: Algorithm overrides per run, on top of dagrpo_verl/config/dagrpo_trainer.yaml.
 RUNS: dict[str, list[str]] = {
@@ -92,7 +92,7 @@ def run_command(model: Path, train: Path, val: Path, steps: int, seed: int, algo
     ]  # fmt: skip
 
 
-def _train(name: str, command: list[str], run_dir: Path, steps: int, bar_position: int) -> None:
+def train_run(name: str, command: list[str], run_dir: Path, steps: int, bar_position: int) -> None:
     """Run one training in a subprocess, with a progress bar fed by its metrics file."""
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics = run_dir / "metrics.jsonl"
@@ -118,7 +118,7 @@ def rollout_reward(frame: pd.DataFrame) -> pd.Series:
     return frame[key]
 
 
-def _seed_mean(frames: list[pd.DataFrame]) -> pd.DataFrame:
+def seed_mean(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Per-step mean over seeds of every numeric metric."""
     return pd.concat(frames).groupby(level=0).mean(numeric_only=True)
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             command = run_command(model, train, val, args.steps, seed, algorithm, args.ppo_epochs, args.overrides)
             print(f"\n[{name}, seed {seed}] {' '.join(command)}", flush=True)
             started = time.perf_counter()
-            _train(f"{name} seed {seed}", command, run_dir, args.steps, 0)
+            train_run(f"{name} seed {seed}", command, run_dir, args.steps, 0)
             frame = load_metrics(run_dir / "metrics.jsonl")
             frames[name].append(frame)
             final[name][seed] = float(rollout_reward(frame).tail(args.last).mean())
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"final rollout reward (last {args.last} steps) {final[name][seed]:.3f}", flush=True)
 
     suffix = "" if len(args.seeds) == 1 else f" (mean of {len(args.seeds)} seeds)"
-    written = plot_runs({name + suffix: _seed_mean(fs) for name, fs in frames.items()}, out / "plots")
+    written = plot_runs({name + suffix: seed_mean(fs) for name, fs in frames.items()}, out / "plots")
     summary = {
         "steps": args.steps,
         "seeds": args.seeds,
