@@ -55,6 +55,7 @@ from dagrpo_verl.config import dagrpo_config_from
 from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE
 from dagrpo_verl.judge import pop_metrics_from
 from dagrpo_verl.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss, finish_loss_metrics
+from dagrpo_verl.metrics_file import keep_metrics_file
 
 __all__ = [
     "DAGRPO_ESTIMATOR",
@@ -344,7 +345,8 @@ class _DaGRPOTaskRunnerV1(TaskRunnerV1.__ray_actor_class__):
     """verl's ``TaskRunnerV1`` with the trainer class from :func:`dagrpo_trainer_cls`."""
 
     def run(self, config: DictConfig):
-        """verl's ``TaskRunnerV1.run`` (0.9.1) with the DaGRPO trainer class."""
+        """verl's ``TaskRunnerV1.run`` (0.9.1) with the DaGRPO trainer class; ``fit`` runs inside
+        :func:`dagrpo_verl.metrics_file.keep_metrics_file` (no metrics erased on restart)."""
         configure_verl_logging()
         import transfer_queue as tq
 
@@ -360,7 +362,8 @@ class _DaGRPOTaskRunnerV1(TaskRunnerV1.__ray_actor_class__):
             self.trainer = trainer_cls(config=config)
             self.trainer.init()
             self.init_agent_loop_manager()
-            self.trainer.fit(self.agent_loop_manager)
+            with keep_metrics_file(config):
+                self.trainer.fit(self.agent_loop_manager)
             succeeded = True
         finally:
             try:
@@ -473,7 +476,8 @@ class _DaGRPOLegacyTaskRunner(BaseTaskRunner):
     """
 
     def run(self, config: DictConfig):
-        """verl's ``main_ppo_v0.TaskRunner.run`` (0.9.1) with the DaGRPO trainer class."""
+        """verl's ``main_ppo_v0.TaskRunner.run`` (0.9.1) with the DaGRPO trainer class; ``fit`` runs inside
+        :func:`dagrpo_verl.metrics_file.keep_metrics_file`."""
         print(f"TaskRunner hostname: {socket.gethostname()}, PID: {os.getpid()}")
         pprint(OmegaConf.to_container(config, resolve=True))
         OmegaConf.resolve(config)
@@ -522,7 +526,8 @@ class _DaGRPOLegacyTaskRunner(BaseTaskRunner):
             train_sampler=create_rl_sampler(config.data, train_dataset),
         )
         trainer.init_workers()
-        trainer.fit()
+        with keep_metrics_file(config):
+            trainer.fit()
 
 
 #: Ray actor class passed to ``verl.trainer.main_ppo.run_ppo`` for the legacy trainer.
