@@ -1,12 +1,19 @@
-"""Start-up checks of a composed DaGRPO config (pure: no Ray, no workers, no model).
+"""Start-up checks of a composed DaGRPO config (no Ray, no workers, no model weights).
 
 :func:`validate_dagrpo_config` is called by ``python -m dagrpo_verl.main`` before Ray
-starts. Every failure raises :class:`DaGRPOConfigError` with the keys to set.
+starts. Every failure raises :class:`DaGRPOConfigError` with the keys to set; settings that
+verl accepts but that would skew a DaGRPO run are reported with ``logger.warning`` (policy:
+a warning names the effect and the key that removes it). Files read: the schema of local
+training parquets and the model's ``config.json`` (a local directory, or the Hugging Face
+cache for a hub id; never the network).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import re
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -15,7 +22,15 @@ from dagrpo_verl.config import DaGRPOConfig, dagrpo_config_from
 from dagrpo_verl.fields import ANCHOR_TEXT
 from dagrpo_verl.losses import DAGRPO_LOSS_MODE
 
-__all__ = ["DAGRPO_REWARD_PATH", "DaGRPOConfigError", "dataset_has_anchors", "validate_dagrpo_config"]
+__all__ = [
+    "DAGRPO_REWARD_PATH",
+    "DaGRPOConfigError",
+    "dataset_has_anchors",
+    "model_context_length",
+    "validate_dagrpo_config",
+]
+
+logger = logging.getLogger(__name__)
 
 #: ``reward.custom_reward_function.path`` of the reward that returns the judge score.
 DAGRPO_REWARD_PATH = "pkg://dagrpo_verl.reward"
@@ -72,6 +87,9 @@ def validate_dagrpo_config(config: DictConfig) -> DaGRPOConfig | None:
     loss_mode = _select(config, "actor_rollout_ref.actor.policy_loss.loss_mode", "vanilla")
     use_v1 = bool(_select(config, "trainer.use_v1", True))
     _check_cpu_sampler(config)
+    _check_context_length(config)
+    if loss_mode == DAGRPO_LOSS_MODE or estimator == _ESTIMATOR:
+        _warn_length_varying_normaliser(config)
     if loss_mode == DAGRPO_LOSS_MODE:
         _check_loss(config, use_v1)
     if estimator != _ESTIMATOR:
@@ -107,6 +125,114 @@ def _check_cpu_sampler(config: DictConfig) -> None:
             "and +platform=cpu sets it to CPUReplayBuffer; set algorithm.filter_groups.enable=false or "
             "trainer.v1.sampler.custom_sampler.path=null."
         )
+
+
+#: A Hugging Face hub repository id (``org/name``), as opposed to a local path.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def model_context_length(model_path: str) -> tuple[int | None, str]:
+    """The context length (``max_position_embeddings``) in a model's ``config.json``, read without network.
+
+    Looks in ``model_path`` when it is a local directory, else in the Hugging Face cache when it
+    is a hub id (``org/name``) that was downloaded before. A multimodal config's ``text_config``
+    counts too, as in verl's ``get_max_position_embeddings``.
+
+    Returns:
+        ``(length, source)``: the length and the file it was read from, or ``(None, reason)``
+        when no ``config.json`` could be read.
+    """
+    local = os.path.expanduser(str(model_path))
+    if os.path.isdir(local):
+        path = os.path.join(local, "config.json")
+        if not os.path.isfile(path):
+            return None, f"{local} has no config.json"
+    elif _HUB_ID.match(str(model_path)) and not os.path.exists(local):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(str(model_path), "config.json")
+        except Exception as error:  # an invalid repo id or cache layout: nothing to read
+            return None, f"the Hugging Face cache lookup failed ({error})"
+        if not isinstance(cached, str):
+            return None, f"{model_path} is not a local directory and its config.json is not in the Hugging Face cache"
+        path = cached
+    else:
+        return None, f"{model_path} is neither a local model directory nor a Hugging Face hub id"
+    try:
+        with open(path, encoding="utf-8") as f:
+            hf_config = json.load(f)
+    except (OSError, ValueError) as error:
+        return None, f"{path} is not readable JSON ({error})"
+    length = hf_config.get("max_position_embeddings") if isinstance(hf_config, dict) else None
+    if length is None and isinstance(hf_config, dict) and isinstance(hf_config.get("text_config"), dict):
+        length = hf_config["text_config"].get("max_position_embeddings")
+    if isinstance(length, bool) or not isinstance(length, int):
+        return None, f"{path} has no integer max_position_embeddings"
+    return length, path
+
+
+def _check_context_length(config: DictConfig) -> None:
+    """The model's context must hold prompt + response; else verl cuts rollouts short but not anchors.
+
+    verl's rollout servers (vLLM, SGLang, TensorRT-LLM) set ``max_model_len`` to the model's
+    ``max_position_embeddings`` unless ``rollout.max_model_len`` is given, and clamp every
+    request's ``max_tokens`` to ``max_model_len - prompt``; anchors are cut at
+    ``rollout.response_length``. A shorter context therefore caps on-policy responses while
+    anchors are trained at positions the model never saw.
+    """
+    prompt = _select(config, "actor_rollout_ref.rollout.prompt_length", _select(config, "data.max_prompt_length"))
+    response = _select(config, "actor_rollout_ref.rollout.response_length", _select(config, "data.max_response_length"))
+    if prompt is None or response is None:
+        return
+    need = int(prompt) + int(response)
+    lengths = (
+        f"prompt + response = {int(prompt)} + {int(response)} = {need} tokens "
+        "(data.max_prompt_length + data.max_response_length)"
+    )
+    max_model_len = _select(config, "actor_rollout_ref.rollout.max_model_len")
+    if max_model_len is not None and int(max_model_len) < need:
+        raise DaGRPOConfigError(
+            f"actor_rollout_ref.rollout.max_model_len={max_model_len} is shorter than {lengths}: verl would cut "
+            f"on-policy responses at {max_model_len} - prompt tokens, while anchors are cut at {int(response)}. Set "
+            f"actor_rollout_ref.rollout.max_model_len={need} (or null), or lower data.max_response_length."
+        )
+    model_path = _select(config, "actor_rollout_ref.model.path")
+    context, source = model_context_length(model_path) if model_path else (None, "no model path")
+    if context is not None and context < need:
+        raise DaGRPOConfigError(
+            f"actor_rollout_ref.model.path={model_path} has a context of {context} tokens (max_position_embeddings in "
+            f"{source}), shorter than {lengths}: verl sets the rollout's max_model_len to {context} and cuts on-policy "
+            f"responses at {context} - prompt tokens, while anchors are cut at {int(response)} tokens and trained at "
+            "positions the model never saw. Use a model whose config.json holds the budget (LUFFY trains "
+            "Elliott/Qwen2.5-Math-7B-16k-think, Qwen2.5-Math-7B with rope_theta=40000 and "
+            "max_position_embeddings=16384, with these settings), or lower data.max_response_length / "
+            "data.max_prompt_length. (actor_rollout_ref.model.override_config does not reach vLLM, which reads "
+            "config.json.)"
+        )
+    if context is None and max_model_len is None:
+        logger.warning(
+            f"Could not check that the model's context holds {lengths}: {source}. If it is shorter, verl will cut "
+            "on-policy responses to fit while anchors keep their length. Set "
+            f"actor_rollout_ref.rollout.max_model_len={need} to make verl's rollout server refuse a model whose "
+            "max_position_embeddings is smaller, or pass a local model directory."
+        )
+
+
+def _warn_length_varying_normaliser(config: DictConfig) -> None:
+    """Dr.GRPO's normaliser is a constant; verl's default for ``seq-mean-token-sum-norm`` is the padded width."""
+    actor = "actor_rollout_ref.actor"
+    if _select(config, f"{actor}.loss_agg_mode") != "seq-mean-token-sum-norm":
+        return
+    if _select(config, f"{actor}.loss_scale_factor") is not None:
+        return
+    logger.warning(
+        f"{actor}.loss_agg_mode=seq-mean-token-sum-norm without {actor}.loss_scale_factor: verl divides each "
+        "micro-batch's loss by the micro-batch's padded width (its longest response, often an anchor), so a "
+        "rollout's gradient shrinks by up to response_length / its own length depending on what shares its "
+        "micro-batch, and changes with the data-parallel split. Dr.GRPO divides by a constant: set "
+        f"{actor}.loss_scale_factor to the generation budget (data.max_response_length)."
+    )
 
 
 def _check_loss(config: DictConfig, use_v1: bool) -> None:

@@ -2,7 +2,14 @@
 # Source it from a recipe; do not run it.
 #
 # Environment (defaults in brackets):
-#   MODEL_PATH      policy model                         [Qwen/Qwen2.5-Math-7B]
+#   MODEL_PATH      policy model                         [Elliott/Qwen2.5-Math-7B-16k-think]
+#                   The paper trains Qwen2.5-Math-7B, whose config.json holds a 4,096-token context
+#                   (max_position_embeddings); verl would cap vLLM (max_model_len) at 4,096 and cut
+#                   on-policy responses there while anchors keep 8,192 tokens. The default is LUFFY's
+#                   16k variant of the same weights (rope_theta 40000, max_position_embeddings 16384),
+#                   which LUFFY trains with these settings; the start-up check refuses a model whose
+#                   context is shorter than MAX_PROMPT_LENGTH + MAX_RESPONSE_LENGTH.
+#   MAX_PROMPT_LENGTH, MAX_RESPONSE_LENGTH  token budgets [1024, 8192]
 #   TRAIN_FILE      training parquet from `python -m dagrpo_verl.data.prepare`
 #                                                        [data/openr1/train.parquet]
 #   VAL_FILES       validation parquets, comma-separated [data/benchmarks/valid.all.parquet]
@@ -19,7 +26,9 @@
 
 set -euo pipefail
 
-MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-Math-7B}
+MODEL_PATH=${MODEL_PATH:-Elliott/Qwen2.5-Math-7B-16k-think}
+MAX_PROMPT_LENGTH=${MAX_PROMPT_LENGTH:-1024}
+MAX_RESPONSE_LENGTH=${MAX_RESPONSE_LENGTH:-8192}
 TRAIN_FILE=${TRAIN_FILE:-data/openr1/train.parquet}
 VAL_FILES=${VAL_FILES:-data/benchmarks/valid.all.parquet}
 NNODES=${NNODES:-1}
@@ -42,13 +51,15 @@ _hydra_list() {
 # The paper's training settings (DaGRPO, arXiv 2512.06337, section 4.1 and appendix):
 # G=8 rollouts at temperature 1.0 / top-p 1.0, 8192 response tokens, 128 prompts per rollout
 # batch, 64 per update, lr 1e-6, 500 steps; Dr.GRPO: no std normalisation, no KL, no length
-# normalisation (seq-mean-token-sum-norm). Validation samples like the evaluation (T=0.6).
+# normalisation (seq-mean-token-sum-norm, divided by the constant generation budget, not by each
+# micro-batch's padded width). Validation samples like the evaluation (T=0.6). The rollout's
+# max_model_len is prompt + response: verl's rollout server refuses a model whose context is shorter.
 PAPER_ARGS=(
     "data.train_files=$(_hydra_list "$TRAIN_FILE")"
     "data.val_files=$(_hydra_list "$VAL_FILES")"
     data.train_batch_size=128
-    data.max_prompt_length=1024
-    data.max_response_length=8192
+    "data.max_prompt_length=$MAX_PROMPT_LENGTH"
+    "data.max_response_length=$MAX_RESPONSE_LENGTH"
     data.filter_overlong_prompts=true
     data.truncation=error
     "actor_rollout_ref.model.path=$MODEL_PATH"
@@ -62,12 +73,14 @@ PAPER_ARGS=(
     actor_rollout_ref.actor.kl_loss_coef=0.0
     actor_rollout_ref.actor.entropy_coeff=0.0
     actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm
+    'actor_rollout_ref.actor.loss_scale_factor=${data.max_response_length}'
     actor_rollout_ref.rollout.name=vllm
     actor_rollout_ref.rollout.n=8
     actor_rollout_ref.rollout.temperature=1.0
     actor_rollout_ref.rollout.top_p=1.0
     "actor_rollout_ref.rollout.tensor_model_parallel_size=$ROLLOUT_TP"
     actor_rollout_ref.rollout.gpu_memory_utilization=0.6
+    "actor_rollout_ref.rollout.max_model_len=$((MAX_PROMPT_LENGTH + MAX_RESPONSE_LENGTH))"
     actor_rollout_ref.rollout.val_kwargs.do_sample=true
     actor_rollout_ref.rollout.val_kwargs.temperature=0.6
     actor_rollout_ref.rollout.val_kwargs.top_p=1.0
@@ -128,5 +141,13 @@ launch() {
         return 0
     fi
     mkdir -p "$OUT_DIR"
+    # verl's own entry opens the metrics file with mode "wb", which would erase an earlier start's
+    # steps: move them aside (python -m dagrpo_verl.main appends on resume, dagrpo_verl/metrics_file.py)
+    if [[ "$1" != dagrpo_verl.main && -s "$VERL_FILE_LOGGER_PATH" ]]; then
+        local kept
+        kept="$VERL_FILE_LOGGER_PATH.previous-$(date +%Y%m%d-%H%M%S)-$$"
+        mv "$VERL_FILE_LOGGER_PATH" "$kept"
+        echo "== earlier metrics moved to $kept"
+    fi
     exec "${cmd[@]}"
 }

@@ -4,10 +4,11 @@
 # with LUFFY's policy shaping (gamma=0.1).
 #
 #   bash recipes/serve_judge.sh &        # or JUDGE_BASE_URL=... for a hosted API
-#   MODEL_PATH=Qwen/Qwen2.5-Math-7B TRAIN_FILE=data/openr1/train.parquet \
-#       bash recipes/run_dagrpo_qwen2.5_math_7b.sh [hydra overrides]
+#   TRAIN_FILE=data/openr1/train.parquet bash recipes/run_dagrpo_qwen2.5_math_7b.sh [hydra overrides]
 #
-# Environment variables: see recipes/common.sh.
+# Environment variables: see recipes/common.sh (MODEL_PATH defaults to the 16k-context variant of
+# Qwen2.5-Math-7B: the original's 4,096-token context cannot hold 1024 + 8192 tokens). On a new GPU
+# node run recipes/gpu_smoke.sh first.
 RECIPE=${RECIPE:-dagrpo_qwen2.5_math_7b}
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

@@ -101,6 +101,10 @@ def test_paper_settings_compose(composed, name):
     assert rollout.val_kwargs.temperature == 0.6 and rollout.val_kwargs.do_sample
     actor = cfg.actor_rollout_ref.actor
     assert actor.loss_agg_mode == "seq-mean-token-sum-norm" and not actor.use_kl_loss
+    # Dr.GRPO's constant normaliser (the generation budget), not each micro-batch's padded width
+    assert actor.loss_scale_factor == 8192
+    # verl's rollout server refuses a model whose context cannot hold prompt + response
+    assert rollout.max_model_len == 1024 + 8192
     assert cfg.algorithm.norm_adv_by_std_in_grpo is False and cfg.algorithm.use_kl_in_reward is False
     assert cfg.reward.custom_reward_function.path == "pkg://dagrpo_verl.reward"
 
@@ -175,3 +179,27 @@ def test_serve_judge(tmp_path):
         ["bash", str(RECIPES / "serve_judge.sh")], env=env, capture_output=True, text=True, check=True
     ).stdout
     assert "nothing to serve" in out and "judge.base_url=https://api.example.com/v1" in out
+
+
+def test_default_model_holds_prompt_and_response(tmp_path):
+    """Without MODEL_PATH the recipes train LUFFY's 16k-context Qwen2.5-Math-7B (the 4k original would
+    cap on-policy responses); the lengths follow MAX_PROMPT_LENGTH/MAX_RESPONSE_LENGTH."""
+    env = {k: v for k, v in _env(tmp_path).items() if k != "MODEL_PATH"}
+    env.update(DRY_RUN="1", MAX_RESPONSE_LENGTH="4096")
+    out = subprocess.run(
+        ["bash", str(RECIPES / "run_dagrpo_qwen2.5_math_7b.sh")], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "actor_rollout_ref.model.path=Elliott/Qwen2.5-Math-7B-16k-think" in out
+    assert "data.max_response_length=4096" in out and "actor_rollout_ref.rollout.max_model_len=5120" in out
+
+
+def test_verl_entry_keeps_earlier_metrics(tmp_path):
+    """The baseline runs verl's own entry, whose file logger truncates: launch moves an earlier file aside."""
+    env = _env(tmp_path)
+    env["PYTHON"] = "true"  # `true -m verl.trainer.main_ppo ...` stands in for training
+    metrics = tmp_path / "out" / "verl_metrics.jsonl"
+    metrics.parent.mkdir()
+    metrics.write_text('{"step": 1, "data": {}}\n')
+    subprocess.run(["bash", str(RECIPES / "run_grpo_baseline.sh")], env=env, capture_output=True, check=True)
+    kept = list(metrics.parent.glob("verl_metrics.jsonl.previous-*"))
+    assert not metrics.exists() and [p.read_text() for p in kept] == ['{"step": 1, "data": {}}\n']
