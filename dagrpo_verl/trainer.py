@@ -52,6 +52,7 @@ from verl.workers.utils.padding import response_to_nested
 
 from dagrpo_verl import core
 from dagrpo_verl.config import dagrpo_config_from
+from dagrpo_verl.diagnostics import onpolicy_diagnostics
 from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE
 from dagrpo_verl.judge import pop_metrics_from
 from dagrpo_verl.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss, finish_loss_metrics
@@ -64,6 +65,7 @@ __all__ = [
     "DaGRPOTaskRunner",
     "DaGRPOTrainerMixin",
     "anchors_as_tensor",
+    "batch_onpolicy_diagnostics",
     "compute_batch_advantage",
     "dagrpo_trainer_cls",
     "install_dagrpo_loss",
@@ -99,6 +101,25 @@ def install_dagrpo_loss(config: DictConfig, actor_rollout_wg: Any) -> bool:
     actor_rollout_wg.set_loss_fn(partial(dagrpo_ppo_loss, config=actor_config))
     logger.info("dagrpo actor loss installed on the actor workers")
     return True
+
+
+def batch_onpolicy_diagnostics(
+    config: DictConfig, data: DataProto, response_lengths: torch.Tensor, on_policy: torch.Tensor, entropy=None
+) -> dict[str, float]:
+    """:func:`dagrpo_verl.diagnostics.onpolicy_diagnostics` of a padded batch (``response_mask``,
+    ``old_log_probs``, ``rollout_log_probs``, ``entropy`` when present) with the actor's settings."""
+    actor = config.actor_rollout_ref.actor
+    return onpolicy_diagnostics(
+        response_mask=data.batch["response_mask"],
+        response_lengths=response_lengths,
+        on_policy=on_policy,
+        response_budget=int(config.actor_rollout_ref.rollout.response_length),
+        old_log_probs=data.batch.get("old_log_probs", None),
+        rollout_log_probs=data.batch.get("rollout_log_probs", None),
+        entropy=data.batch.get("entropy", None) if entropy is None else entropy,
+        loss_agg_mode=actor.loss_agg_mode,
+        loss_scale_factor=actor.get("loss_scale_factor", None),
+    )
 
 
 def _session_final_rows(keys: Sequence[str]) -> list[int]:
@@ -237,7 +258,8 @@ class DaGRPOTrainerMixin:
         Same steps and write-back as ``PPOTrainer._compute_advantage`` (KL-in-reward, decoupled
         rollout correction, nested ``advantages``/``returns``), with these differences: anchors
         are left out of the rollout correction, synthetic padding rows (``tags['is_padding']``)
-        are left out of the groups, and the ``dagrpo/*`` and ``judge/*`` metrics are added.
+        are left out of the groups, and the ``dagrpo/*`` (on-policy diagnostics included) and
+        ``judge/*`` metrics are added.
         """
         if self.config.algorithm.adv_estimator != DAGRPO_ESTIMATOR:
             return super()._compute_advantage(batch, metrics)
@@ -250,6 +272,7 @@ class DaGRPOTrainerMixin:
             "rollout_log_probs",
             "old_log_probs",
             "ref_log_prob",
+            "entropy",
             JUDGE_SCORE,
             IS_ANCHOR,
         ]
@@ -266,6 +289,8 @@ class DaGRPOTrainerMixin:
         data = DataProto(batch=data.to_padded_tensor())
         data.batch["token_level_scores"] = data.batch["rm_scores"]
         data.non_tensor_batch["uid"] = np.array(data.batch.pop("uid").tolist(), dtype=object)
+        on_policy = ~anchors & ~padding
+        metrics.update(batch_onpolicy_diagnostics(self.config, data, response_mask.offsets().diff(), on_policy))
 
         if self.config.algorithm.use_kl_in_reward:
             data, kl_metrics = apply_kl_penalty(
@@ -426,6 +451,9 @@ class DaGRPORayPPOTrainer(RayPPOTrainer):
     ``non_tensor_batch``; the reward function's ``judge_score`` extra info lands there too.
     """
 
+    #: token entropy of the current batch (``_compute_old_log_prob``), for the on-policy diagnostics
+    _entropy: torch.Tensor | None = None
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._dagrpo_metrics: dict[str, float] = {}
@@ -440,11 +468,21 @@ class DaGRPORayPPOTrainer(RayPPOTrainer):
         with legacy_advantage_hook(self):
             return super().fit()
 
+    def _compute_old_log_prob(self, batch: DataProto):
+        """verl's old log-probs; keeps the token entropy (verl drops it) for the on-policy diagnostics."""
+        output, mfu = super()._compute_old_log_prob(batch)
+        self._entropy = output.batch["entropys"].clone() if "entropys" in output.batch.keys() else None
+        return output, mfu
+
     def compute_dagrpo_advantage(self, data: DataProto) -> DataProto:
-        """Fill ``advantages``/``returns`` of a legacy batch with DaGRPO advantages."""
+        """Fill ``advantages``/``returns`` of a legacy batch with DaGRPO advantages (and the on-policy diagnostics)."""
         size = len(data)
         judge_scores = core.judge_scores_tensor(data.non_tensor_batch.get(JUDGE_SCORE))
         anchors = core.anchor_flags_tensor(data.non_tensor_batch.get(IS_ANCHOR), size)
+        width = data.batch["responses"].shape[-1]
+        response_lengths = data.batch["attention_mask"][:, -width:].sum(-1)
+        diagnostics = batch_onpolicy_diagnostics(self.config, data, response_lengths, ~anchors, entropy=self._entropy)
+        self._entropy = None
         advantages, stats = compute_batch_advantage(
             token_level_rewards=data.batch["token_level_rewards"],
             response_mask=data.batch["response_mask"],
@@ -455,7 +493,7 @@ class DaGRPORayPPOTrainer(RayPPOTrainer):
         )
         data.batch["advantages"] = advantages
         data.batch["returns"] = advantages
-        self._dagrpo_metrics = stats
+        self._dagrpo_metrics = {**stats, **diagnostics}
         return data
 
     def _update_actor(self, batch: DataProto) -> DataProto:

@@ -78,7 +78,9 @@ def _trainer(config):
     return trainer
 
 
-def _put_batch(partition: str, *, rollout_log_probs: bool = False, dagrpo_fields: bool = True, extra_info=True):
+def _put_batch(
+    partition: str, *, rollout_log_probs: bool = False, dagrpo_fields: bool = True, extra_info=True, entropy=False
+):
     """Samples in the layout of verl's v1 agent loop (nested per-token fields, keys uid_session_index)."""
     generator = torch.Generator().manual_seed(0)
     keys, samples = [], []
@@ -98,6 +100,8 @@ def _put_batch(partition: str, *, rollout_log_probs: bool = False, dagrpo_fields
                 if ANCHOR[i]
                 else sample["old_log_probs"] - 0.3 * torch.rand(length, generator=generator)
             )
+        if entropy:  # the expert's text is far from the policy: high entropy on anchor tokens
+            sample["entropy"] = torch.full((length,), 6.0) if ANCHOR[i] else torch.rand(length, generator=generator)
         if dagrpo_fields:
             sample[IS_ANCHOR] = torch.tensor(ANCHOR[i])
             sample[JUDGE_SCORE] = torch.tensor(SCORES[i], dtype=torch.float32)
@@ -159,6 +163,38 @@ def test_advantages_equal_core_on_transfer_queue_data(transfer_queue):
     assert metrics["dagrpo/anchor_groups_frac"] == 0.5 and metrics["dagrpo/anchor_retained_frac"] == 1.0
     assert metrics["dagrpo/anchor_reward_mean"] == 1.0
     assert "judge/calls" in metrics
+
+
+def test_onpolicy_diagnostics_leave_the_anchors_out(transfer_queue):
+    """dagrpo/onpolicy/*: verl's own diagnostics on the rollouts; verl's whole-batch ones see the anchor's
+    placeholder log-probs (0) and the expert's entropy."""
+    from verl.trainer.ppo.core_algos import agg_loss
+    from verl.utils.debug.metrics import calculate_debug_metrics
+
+    config = _config("data.max_response_length=5")
+    meta = _put_batch("p9", rollout_log_probs=True, entropy=True)
+    metrics: dict = {}
+    _trainer(config)._compute_advantage(meta, metrics)
+    data = _read(meta, "old_log_probs", "rollout_log_probs", "response_mask", "entropy")
+    rollouts = torch.tensor([not a for a in ANCHOR])
+
+    def debug(rows):
+        fields = {k: data[k][rows] for k in ("old_log_probs", "rollout_log_probs", "response_mask")}
+        fields["responses"] = fields["response_mask"]
+        return calculate_debug_metrics(DataProto(batch=TensorDict(fields, batch_size=int(rows.sum()))))
+
+    onpolicy, whole = debug(rollouts), debug(torch.ones_like(rollouts))
+    for name in ("rollout_probs_diff_max", "rollout_probs_diff_mean", "rollout_actor_probs_pearson_corr"):
+        assert metrics[f"dagrpo/onpolicy/{name}"] == pytest.approx(onpolicy[f"training/{name}"])
+    assert whole["training/rollout_probs_diff_max"] > metrics["dagrpo/onpolicy/rollout_probs_diff_max"]
+    entropy = agg_loss(
+        data["entropy"][rollouts], data["response_mask"][rollouts], "seq-mean-token-sum-norm", loss_scale_factor=5
+    )
+    assert metrics["dagrpo/onpolicy/entropy"] == pytest.approx(entropy.item()) and entropy < 1.0
+    lengths = torch.tensor(LENGTHS)[rollouts].float()
+    assert metrics["dagrpo/onpolicy/response_length/mean"] == pytest.approx(lengths.mean().item())
+    assert metrics["dagrpo/onpolicy/response_length/max"] == lengths.max().item()
+    assert metrics["dagrpo/onpolicy/response_length/clip_ratio"] == pytest.approx((lengths >= 5).float().mean().item())
 
 
 def test_rectification_off_and_std_normalisation(transfer_queue):
@@ -254,12 +290,19 @@ def test_other_estimators_defer_to_verl(transfer_queue):
 
 
 def _legacy_batch() -> DataProto:
+    """The fields of verl's legacy batch that compute_advantage reads (prompts of 2 tokens, right-padded responses)."""
     width = max(LENGTHS)
     mask = torch.tensor([[1.0] * n + [0.0] * (width - n) for n in LENGTHS])
     rewards = torch.zeros_like(mask)
     rewards[torch.arange(len(LENGTHS)), torch.tensor(LENGTHS) - 1] = torch.tensor(REWARDS)
+    fields = {
+        "token_level_rewards": rewards,
+        "response_mask": mask,
+        "responses": torch.ones_like(mask, dtype=torch.long),
+        "attention_mask": torch.cat([torch.ones(len(UIDS), 2), mask], dim=1).long(),
+    }
     return DataProto(
-        batch=TensorDict({"token_level_rewards": rewards, "response_mask": mask}, batch_size=len(UIDS)),
+        batch=TensorDict(fields, batch_size=len(UIDS)),
         non_tensor_batch={
             "uid": np.array(UIDS, dtype=object),
             JUDGE_SCORE: np.array(SCORES, dtype=np.float32),
@@ -290,6 +333,8 @@ def test_legacy_hook_routes_the_batch_to_dagrpo_only_inside_fit():
     torch.testing.assert_close(out.batch["advantages"], expected_adv)
     assert trainer._dagrpo_metrics["dagrpo/neg_masked_frac"] == pytest.approx(float(stats["neg_masked_frac"]))
     assert not math.isnan(trainer._dagrpo_metrics["dagrpo/anchor_reward_mean"])
+    rollout_lengths = [n for n, anchor in zip(LENGTHS, ANCHOR, strict=True) if not anchor]
+    assert trainer._dagrpo_metrics["dagrpo/onpolicy/response_length/mean"] == pytest.approx(np.mean(rollout_lengths))
     expected_grpo, _ = compute_grpo_outcome_advantage(
         _legacy_batch().batch["token_level_rewards"],
         _legacy_batch().batch["response_mask"],
