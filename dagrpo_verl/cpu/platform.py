@@ -187,6 +187,11 @@ def install_process_group_fix() -> None:
     the call is passed on unchanged. Must run before ``verl.workers.engine_workers`` is
     imported (it binds the function by name); :mod:`dagrpo_verl.cpu` calls it on import,
     which ``VERL_USE_EXTERNAL_MODULES`` makes happen inside ``import verl``. Idempotent.
+
+    verl's SPMD SFT trainer (``torchrun -m verl.trainer.sft_trainer``) builds the same string
+    in ``initialize_global_process_group``, which takes no backend argument; on the CPU the
+    wrapper runs that function's body with ``"cpu:gloo"`` (mirrored below), elsewhere verl's own.
+    ``run_sft`` imports the function when it is called, so the wrapper is the one it gets.
     """
     import functools
 
@@ -205,3 +210,22 @@ def install_process_group_fix() -> None:
 
     initialize_global_process_group_ray._dagrpo_cpu_fix = True
     distributed.initialize_global_process_group_ray = initialize_global_process_group_ray
+
+    original_spmd = distributed.initialize_global_process_group
+
+    @functools.wraps(original_spmd)
+    def initialize_global_process_group(timeout_second=36000):
+        if get_device_name() != PLATFORM_NAME:
+            return original_spmd(timeout_second)
+        # mirrors verl 0.9.1 verl.utils.distributed:initialize_global_process_group (backend "cpu:gloo";
+        # its set_device call is a no-op on the CPU)
+        import datetime
+
+        torch.distributed.init_process_group(
+            backend="cpu:gloo",
+            timeout=datetime.timedelta(seconds=timeout_second),
+            init_method=os.environ.get("DIST_INIT_METHOD", None),
+        )
+        return int(os.environ["LOCAL_RANK"]), int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+
+    distributed.initialize_global_process_group = initialize_global_process_group
