@@ -11,6 +11,15 @@ JUDGE_SCORE = "judge_score"
 #: Reward extra-info key: 1.0 iff the final answer is correct (math-verify). Float per sample.
 ACC = "acc"
 
+#: Reward extra-info key: 1.0 iff grading the response ran past its time bound
+#: (``reward_kwargs.grading.timeout_s``; the answer then scores 0), else 0.0. Float per sample;
+#: its sum over a batch is the number of grade timeouts (log it as ``reward/grade_timeouts``).
+GRADE_TIMEOUT = "grade_timeout"
+
+#: Reward extra-info key: 1.0 iff the grader failed on the response (raised, ran out of memory,
+#: its process died; the answer then scores 0), else 0.0. Float per sample.
+GRADE_ERROR = "grade_error"
+
 #: Per-sample flag (non_tensor_batch / TransferQueue field / reward ``extra_info``):
 #: True iff the response is an off-policy anchor (expert solution), not a rollout.
 IS_ANCHOR = "is_anchor"

@@ -12,10 +12,14 @@ verl awaits this ``async`` function once per sample and runs the samples of a ch
 concurrently (``RewardLoopWorker.compute_score_batch``), so judge requests overlap up to
 ``judge.max_concurrency``. Every call returns the same keys::
 
-    {"score": R, "acc": R, "judge_score": S}
+    {"score": R, "acc": R, "judge_score": S, "grade_timeout": T, "grade_error": E}
 
 R = 1.0 iff the final answer is correct (math-verify through :func:`dagrpo_verl.grading.grade`,
-option letters for multiple-choice sets), else 0.0. S in [1, 10] is the judge's score against
+option letters for multiple-choice sets), else 0.0. Grading runs in the grading processes of
+:mod:`dagrpo_verl.grading_pool`, bounded by ``reward_kwargs.grading.timeout_s`` in any thread;
+T = 1.0 when it ran past the bound, E = 1.0 when the grader failed (R = 0 in both cases).
+Nothing a policy can write (odd Unicode, NUL bytes, huge or deeply nested text, None) raises;
+a bad setting or ground truth raises a named error. S in [1, 10] is the judge's score against
 the reference, NaN when missing. The reference is ``extra_info["anchor"]`` (the expert
 solution); without one the judge gets the ground-truth answer and is told so. Anchors
 (``extra_info["is_anchor"]``) get ``judge.max_score`` without a judge call unless
@@ -27,11 +31,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from dagrpo_verl.fields import ACC, ANCHOR_TEXT, IS_ANCHOR, JUDGE_SCORE, QUESTION
-from dagrpo_verl.grading import grade
+from dagrpo_verl.fields import ACC, ANCHOR_TEXT, GRADE_ERROR, GRADE_TIMEOUT, IS_ANCHOR, JUDGE_SCORE, QUESTION
+from dagrpo_verl.grading import ground_truth_text
+from dagrpo_verl.grading_pool import GradeStatus, GradingConfig, get_grading_pool, grading_config_from, utf8_safe
 from dagrpo_verl.judge.config import CONFIG_PREFIX, JudgeConfig, judge_config_from
 from dagrpo_verl.judge.core import get_judge
 from dagrpo_verl.judge.scorers import JudgeItem
@@ -48,11 +53,12 @@ async def compute_score(
     extra_info: Mapping[str, Any] | None = None,
     judge: Any = None,
     require_boxed: bool = False,
+    grading: Any = None,
     reward_router_address: str | None = None,
     reward_model_tokenizer: Any = None,
     **unknown: Any,
 ) -> dict[str, float]:
-    """Reward of one response: ``{"score": R, "acc": R, "judge_score": S}``.
+    """Reward of one response: ``{"score": R, "acc": R, "judge_score": S, "grade_timeout": T, "grade_error": E}``.
 
     Args:
         data_source: the row's ``data_source`` (selects letter grading for ARC/GPQA/MMLU).
@@ -63,6 +69,8 @@ async def compute_score(
             (see :class:`~dagrpo_verl.judge.config.JudgeConfig`); default: the rule scorer.
         require_boxed: R counts only the response's last ``\\boxed{}`` (``reward_kwargs.require_boxed``);
             by default math-verify also accepts an unboxed final expression.
+        grading: the grading bound from ``reward_kwargs.grading`` (``timeout_s``, ``workers``,
+            ``memory_mb``; see :class:`~dagrpo_verl.grading_pool.GradingConfig`).
         reward_router_address: passed by verl when a reward model is served; used as the
             judge's ``base_url`` when ``judge.backend=openai`` and no ``base_url`` is set.
         reward_model_tokenizer: passed by verl with the router address; not needed here.
@@ -71,17 +79,17 @@ async def compute_score(
     if unknown:
         raise ValueError(
             f"Unknown key(s) {sorted('reward.custom_reward_function.reward_kwargs.' + k for k in unknown)} for "
-            f"pkg://dagrpo_verl.reward:compute_score; its settings are require_boxed and {CONFIG_PREFIX}.<key>."
+            f"pkg://dagrpo_verl.reward:compute_score; its settings are require_boxed, grading.<key> and "
+            f"{CONFIG_PREFIX}.<key>."
         )
-    if isinstance(ground_truth, (int, float)) and not isinstance(ground_truth, bool):
-        ground_truth = str(ground_truth)
-    if not isinstance(ground_truth, str):
-        raise ValueError(
-            f"reward_model.ground_truth must be a string answer, got {type(ground_truth).__name__} "
-            f"(data_source={data_source!r}); store one final answer per row."
-        )
-    extra_info = extra_info or {}
+    ground_truth = ground_truth_text(ground_truth, f"reward_model.ground_truth (data_source={data_source!r})")
+    if extra_info is None:
+        extra_info = {}
+    elif not isinstance(extra_info, Mapping):
+        raise ValueError(f"extra_info must be a dict (the row's extra_info), got {type(extra_info).__name__}.")
+    solution_str = utf8_safe(solution_str)
     config = _config(judge, reward_router_address)
+    grading_config = _grading_config(grading)
 
     judge_task = None
     if config.backend == "none":
@@ -99,26 +107,23 @@ async def compute_score(
         # Started first: off the main thread, the request is in flight while the answer is graded.
         judge_task = asyncio.ensure_future(get_judge(config).score([item]))
     try:
-        acc = 1.0 if await _grade(solution_str, ground_truth, str(data_source), bool(require_boxed)) else 0.0
+        # In a grading process, bounded, without blocking the event loop (judge requests go on meanwhile).
+        graded = await get_grading_pool(grading_config).agrade(
+            solution_str, ground_truth, "" if data_source is None else str(data_source), bool(require_boxed)
+        )
         if judge_task is not None:
             judge_score = (await judge_task)[0]
     finally:
         if judge_task is not None and not judge_task.done():
             judge_task.cancel()
-    return {"score": acc, ACC: acc, JUDGE_SCORE: judge_score}
-
-
-async def _grade(solution_str: str, ground_truth: str, data_source: str, require_boxed: bool) -> bool:
-    """:func:`~dagrpo_verl.grading.grade`, in a worker thread unless this is the main thread.
-
-    In the main thread math-verify's signal-based timeouts work, so grading stays there. In any
-    other thread (such as the event-loop thread of a Ray async actor, where verl runs reward
-    functions) those timeouts are off anyway, and a worker thread keeps the event loop free to
-    send and receive judge requests while the answer is graded.
-    """
-    if threading.current_thread() is threading.main_thread():
-        return grade(solution_str, ground_truth, data_source, require_boxed)
-    return await asyncio.to_thread(grade, solution_str, ground_truth, data_source, require_boxed)
+    acc = 1.0 if graded.correct else 0.0
+    return {
+        "score": acc,
+        ACC: acc,
+        JUDGE_SCORE: judge_score,
+        GRADE_TIMEOUT: float(graded.status is GradeStatus.TIMEOUT),
+        GRADE_ERROR: float(graded.status is GradeStatus.ERROR),
+    }
 
 
 def _text(extra_info: Mapping[str, Any], key: str) -> str:
@@ -158,3 +163,17 @@ def _config(judge: Any, reward_router_address: str | None) -> JudgeConfig:
 @functools.lru_cache(maxsize=64)
 def _cached_config(items: tuple) -> JudgeConfig:
     return judge_config_from(dict(items))
+
+
+def _grading_config(grading: Any) -> GradingConfig:
+    if grading is None:
+        return GradingConfig()
+    try:
+        return _cached_grading_config(tuple(sorted(dict(grading).items())))
+    except (TypeError, ValueError, AttributeError):  # a DictConfig, an unhashable value, not a mapping
+        return grading_config_from(grading)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_grading_config(items: tuple) -> GradingConfig:
+    return grading_config_from(dict(items))

@@ -99,3 +99,110 @@ def test_selfcheck_sample_of_every_benchmark():
     for key, r in results.items():
         assert r.reference_accuracy >= 0.995, (key, r.reference_failures)
         assert r.rejection_rate >= 0.99, (key, r.wrong_accepted)
+
+
+# --------------------------------------------------------------------------- classes fixed in issue 11
+# Each row: (response, ground truth, correct). Wrong answers of the same form must stay 0.
+PERCENT = [
+    ("28 percent", "$28\\%$", True),
+    ("28 pct", "$28\\%$", True),
+    ("so it is 28 %", "$28\\%$", True),
+    ("$28$ percent", "$28\\%$", True),
+    ("$\\boxed{28}$ pct", "$28\\%$", True),
+    ("$\\boxed{28 percentage}", "$28\\%$", True),
+    ("\\boxed{62.5\\%}", "62.5%", True),  # OlympiadBench ground truths
+    ("\\boxed{62.5}", "62.5%", True),
+    ("\\boxed{17.5 \\%}", "17.5%", True),
+    ("\\boxed{8\\%}", "8 \\%", True),
+    ("\\boxed{28\\%}", "28", True),
+    ("29 percent", "$28\\%$", False),
+    ("\\boxed{0.28}", "28\\%", False),  # a fraction is not the percentage asked for
+    ("\\boxed{17.5\\%}", "62.5%", False),
+]
+ANSWER_TAGS = [
+    ("Step 1 gives 12, step 2 gives 5.\n<answer>7</answer>", "7", True),  # beats an earlier number
+    ("<think>3 * 4 = 12</think>\n<answer>12.5</answer>", "12", False),
+    ("<think>10 - 5 = 5\n<answer>5</answer>", "5", True),
+    ("<answer>\\frac{1}{2}</answer> and then 3", "0.5", True),
+]
+MIXED_NUMBERS = [
+    ("The answer is 4 4/9.", "40/9", True),
+    ("so 4 4/9", "\\frac{40}{9}", True),
+    ("4 3/4", "4\\frac{3}{4}", True),
+    ("4 0/0", "0", False),  # math-verify 0.9 reads 0
+    ("4 4/9", "4", False),  # math-verify 0.9 reads 4
+    ("4 3/4", "3", False),
+    ("1 1/2 + 1 1/2 = 3", "3", True),
+]
+BRACKETED = [
+    ("The angle is [90].", "90", True),
+    ("First try [30], second try [45].", "45", True),
+    ("[-3]", "-3", True),
+    ("The ratio is [1/2].", "0.5", True),
+    ("The angle is [60].", "90", False),
+    ("\\boxed{\\sqrt[3]{8}}", "2", True),  # an index in brackets is no bracketed answer
+]
+
+
+@pytest.mark.parametrize("response, truth, correct", PERCENT + ANSWER_TAGS + MIXED_NUMBERS + BRACKETED)
+def test_math_classes_fixed_for_issue_11(response, truth, correct):
+    assert grade_math(response, truth) is correct
+
+
+@pytest.mark.parametrize(
+    "response, expected",
+    [
+        ('The capital of Japan is Tokyo. So the answer is "C".\n\nAnswer: "C"', "C"),
+        ("Answer: 'C'", "C"),
+        ("ANSWER: \\text{C}", "C"),
+        ("Answer: [C]", "C"),
+        ('"C"', "C"),
+        ("'C'", "C"),
+        ("\\text{C}", "C"),
+        ("[C]", "C"),
+        ("\\boxed{\\text{C}}", "C"),
+        ("<answer>C</answer>", "C"),
+        ("Final: <answer>(B)</answer> though A looked good", "B"),
+        ("The answer is for sure D, it can't be A or B", "D"),
+        ("Let's think. It's not A, therefore I think it's B", "B"),
+        ("D. it can't be A or B", "D"),
+        ("A. Because B is not valid", "A"),
+        ("Because B is valid", None),  # a label merely mentioned commits to nothing
+        ("The answer is not A", None),
+        ("A. " + "Long reasoning. " * 20, None),  # only a short reply's leading label counts
+    ],
+)
+def test_wrapped_and_phrased_letters(response, expected):
+    assert extract_choice(response) == expected
+
+
+def test_wrapped_letter_wrong_answer_scores_zero():
+    assert not grade("Answer: [C]", "B", "gpqa") and not grade("\\text{C}", "B", "gpqa")
+    assert grade("Answer: [C]", "C", "gpqa")
+
+
+def test_choice_patterns_are_linear_on_long_runs():
+    """Long runs of spaces/decorations after ``ANSWER:`` must not backtrack super-linearly."""
+    import time
+
+    for filler in (" ", "*", "$", "'", "\\text{"):
+        text = "ANSWER:" + filler * (20_000 // len(filler))
+        start = time.monotonic()
+        extract_choice(text)
+        assert time.monotonic() - start < 1.0, repr(filler)
+
+
+def test_ground_truth_text_keeps_numbers_exact():
+    import numpy as np
+
+    from dagrpo_verl.grading import GroundTruthError, ground_truth_text
+
+    assert ground_truth_text(1e20) == "100000000000000000000"
+    assert ground_truth_text(np.float64(62.5)) == "62.5" and ground_truth_text(np.int64(7)) == "7"
+    assert ground_truth_text(1e-05) == "0.00001" and ground_truth_text(np.float32(0.1)) == "0.1"
+    assert ground_truth_text("1e+20") == "1e+20"  # text stays as written
+    for bad in (True, float("nan"), float("-inf"), None, {"a": 1}):
+        with pytest.raises(GroundTruthError, match="ground_truth"):
+            ground_truth_text(bad)
+    assert grade_math("\\boxed{10^{20}}", ground_truth_text(1e20))
+    assert not grade_math("\\boxed{e+20}", ground_truth_text(1e20))

@@ -69,8 +69,8 @@ def tokenizer(tmp_path_factory):
 
 @pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
 def test_valid_rows_pass_and_reach_verl_dataset(tmp_path, suffix, tokenizer):
-    from verl.utils.dataset.rl_dataset import RLHFDataset
     from omegaconf import OmegaConf
+    from verl.utils.dataset.rl_dataset import RLHFDataset
 
     rows = [_row(i) for i in range(3)]
     rows[2]["extra_info"] = None  # optional: index and split are filled in
@@ -171,3 +171,88 @@ def test_real_benchmark_rows_fail_only_for_the_missing_anchor():
     assert {e.kind for e in info.value.errors} == {"missing_anchor"} and len(info.value.errors) == len(rows)
     result = convert_rows([{**row, "target": "expert"} for row in rows])
     assert result.dropped == 0 and len(result.rows) == len(rows)
+
+
+# --------------------------------------------------------------------------- hostile inputs (issue 11)
+def test_null_and_non_object_jsonl_lines_name_their_line(tmp_path, capsys):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(_row(0)) + "\n\nnull\n[1, 2]\n" + json.dumps(_row(1)) + "\n")
+    out = tmp_path / "out.parquet"
+    assert main(["--input", str(source), "--output", str(out)]) == 1  # a named error, no traceback
+    err = capsys.readouterr().err
+    assert "row 1 (line 3): field '(row)': is null, not an object" in err
+    assert "row 2 (line 4): field '(row)': is a list" in err and "Traceback" not in err
+    assert main(["--input", str(source), "--output", str(out), "--on-invalid", "drop"]) == 0
+    assert pd.read_parquet(out)["extra_info"].map(lambda e: e["index"]).tolist() == [100, 101]
+
+
+def test_invalid_json_line_is_a_named_file_error(tmp_path, capsys):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(_row(0)) + "\n{not json\n")
+    assert main(["--input", str(source), "--output", str(tmp_path / "out.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert f"{source} line 2: not valid JSON" in err and "Traceback" not in err
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    assert main(["--input", str(deep), "--output", str(tmp_path / "out.parquet")]) == 2
+    assert f"{deep} line 1: not valid JSON" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "written, expected",
+    [
+        ("1e20", "100000000000000000000"),  # never "1e+20" (math-verify reads e + 20)
+        ("100000000000000000000", "100000000000000000000"),
+        ("4.0", "4"),  # an integral float is the integer
+        ("2.50", "2.50"),  # a decimal keeps the digits it was written with
+        ("-0.125", "-0.125"),
+        ("1e-05", "0.00001"),
+        ('"1e+20"', "1e+20"),  # text is kept as written
+    ],
+)
+def test_numeric_ground_truths_stay_exact(tmp_path, written, expected):
+    line = json.dumps(_row(0)).replace('"ground_truth": "1"', f'"ground_truth": {written}')
+    source = tmp_path / "in.jsonl"
+    source.write_text(line + "\n")
+    prepare(str(source), tmp_path / "out.parquet")
+    assert pd.read_parquet(tmp_path / "out.parquet")["reward_model"][0]["ground_truth"] == expected
+
+
+def test_numeric_ground_truths_from_parquet_stay_exact(tmp_path):
+    rows = [_row(i, reward_model={"ground_truth": value}) for i, value in enumerate([1e20, 0.1, 7.0])]
+    result = convert_rows(rows)
+    assert [r["reward_model"]["ground_truth"] for r in result.rows] == ["100000000000000000000", "0.1", "7"]
+
+
+@pytest.mark.parametrize("value", ["true", "NaN", "Infinity", "-Infinity"])
+def test_bool_nan_and_infinite_ground_truths_are_refused(tmp_path, capsys, value):
+    line = json.dumps(_row(0)).replace('"ground_truth": "1"', f'"ground_truth": {value}')
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(_row(1)) + "\n" + line + "\n")
+    assert main(["--input", str(source), "--output", str(tmp_path / "out.parquet")]) == 1
+    err = capsys.readouterr().err
+    assert "row 1 (line 2): field 'reward_model.ground_truth'" in err and "bad_ground_truth: 1" in err
+
+
+def test_extra_info_fields_are_validated():
+    anchored = _row(1, extra_info={"is_anchor": True})
+    numeric_question = _row(2, extra_info={"question": 5})
+    with pytest.raises(DataValidationError) as info:
+        convert_rows([_row(0), anchored, numeric_question])
+    errors = {(e.row, e.field, e.kind) for e in info.value.errors}
+    assert errors == {(1, "extra_info.is_anchor", "bad_extra_info"), (2, "extra_info.question", "bad_extra_info")}
+    assert "maximum score" in str(info.value)
+    blank = convert_rows([_row(3, extra_info={"question": "  "})]).rows[0]
+    assert blank["extra_info"][QUESTION] == "What is 3 + 1?"  # empty: the last user message
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "x"])
+def test_max_rows_below_one_is_rejected(tmp_path, capsys, value):
+    source = _write(tmp_path / "in.jsonl", [_row(0), _row(1)])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--input", str(source), "--output", str(tmp_path / "out.parquet"), "--max-rows", value])
+    assert exit_info.value.code == 2 and "--max-rows" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="max-rows"):
+        prepare(str(source), tmp_path / "out.parquet", max_rows=-1)
+    assert main(["--input", str(source), "--output", str(tmp_path / "out.parquet"), "--max-rows", "2"]) == 0
+    assert len(pd.read_parquet(tmp_path / "out.parquet")) == 2  # the last row is kept

@@ -15,12 +15,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from dagrpo_verl.fields import ACC, JUDGE_SCORE
+from dagrpo_verl.fields import ACC, GRADE_ERROR, GRADE_TIMEOUT, JUDGE_SCORE
 from dagrpo_verl.judge import aclose_judges, pop_metrics
 from dagrpo_verl.judge.testing import LocalJudgeServer, fixed_score
 from dagrpo_verl.reward import compute_score
 
-KEYS = {"score", ACC, JUDGE_SCORE}
+KEYS = {"score", ACC, JUDGE_SCORE, GRADE_TIMEOUT, GRADE_ERROR}
+GRADED = {GRADE_TIMEOUT: 0.0, GRADE_ERROR: 0.0}  # grading finished in time without failing
 
 
 def verl_reward_fn(judge_settings: dict):
@@ -65,8 +66,8 @@ def test_loaded_through_verl_config_with_the_openai_judge():
                       extra_info={"question": "Solve 2x = 1.", "anchor": "x = 1/2. \\boxed{\\frac12}"})
         wrong = score(fn, data_source="math", solution_str="\\boxed{2}", ground_truth="\\frac{1}{2}",
                       extra_info={"question": "Solve 2x = 1."})
-    assert right == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 8.0}
-    assert wrong == {"score": 0.0, ACC: 0.0, JUDGE_SCORE: 8.0}
+    assert right == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 8.0, **GRADED}
+    assert wrong == {"score": 0.0, ACC: 0.0, JUDGE_SCORE: 8.0, **GRADED}
     with_anchor, without_anchor = (r.user for r in server.requests)
     assert "Solve 2x = 1." in with_anchor
     assert "REFERENCE SOLUTION (trusted)" in with_anchor and "x = 1/2. \\boxed{\\frac12}" in with_anchor
@@ -83,7 +84,7 @@ def test_anchors_are_not_judged_by_default():
         judged = score(verl_reward_fn({**settings, "judge_anchors": True}), data_source="math",
                        solution_str="\\boxed{7}", ground_truth="7", extra_info=anchor)
         assert server.count == 1
-    assert skipped == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 10.0}
+    assert skipped == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 10.0, **GRADED}
     assert judged[JUDGE_SCORE] == 4.0
 
 
@@ -102,7 +103,7 @@ def test_backend_none_and_rule():
     pop_metrics()
     rule = score(verl_reward_fn({"backend": "rule"}), data_source="math", solution_str="3 + 4 = 7, \\boxed{7}",
                  ground_truth="7", extra_info={"anchor": "3 + 4 = 7 so \\boxed{7}"})
-    assert rule == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 10.0}
+    assert rule == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 10.0, **GRADED}
     assert pop_metrics()["judge/calls"] == 1
 
 
@@ -124,7 +125,7 @@ def test_anchor_given_as_chat_messages():
         anchor = np.array([{"role": "assistant", "content": "Since 2 + 2 = 4, \\boxed{4}"}], dtype=object)
         result = score(fn, data_source="math", solution_str="\\boxed{4}", ground_truth="4",
                        extra_info={"anchor": anchor})
-    assert result == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 9.0}
+    assert result == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 9.0, **GRADED}
     assert "REFERENCE SOLUTION" in server.requests[0].user and "Since 2 + 2 = 4" in server.requests[0].user
 
 
@@ -139,9 +140,9 @@ def test_reward_router_address_serves_as_base_url():
 def test_verl_reward_manager_runs_judge_calls_concurrently(tmp_path):
     """verl's NaiveRewardManager awaits the function per sample; the reward loop gathers the
     samples, so judge requests overlap (bounded by judge.max_concurrency)."""
+    from transformers import AutoTokenizer
     from verl import DataProto
     from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager
-    from transformers import AutoTokenizer
 
     from dagrpo_verl.models import build_tiny_qwen2
 
@@ -190,5 +191,6 @@ def test_off_main_thread_grading_matches():
             thread.start()
             thread.join(60)
             results.append(score(fn, **kwargs))
-    right, wrong = {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 5.0}, {"score": 0.0, ACC: 0.0, JUDGE_SCORE: 5.0}
+    right = {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 5.0, **GRADED}
+    wrong = {"score": 0.0, ACC: 0.0, JUDGE_SCORE: 5.0, **GRADED}
     assert results == [right, right, wrong, wrong]

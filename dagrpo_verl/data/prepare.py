@@ -19,8 +19,14 @@ reaches the reward function (judge reference) and the anchor mixer::
     data_source, prompt, ability, reward_model {ground_truth, style},
     extra_info {index, split, anchor, question, <other keys of the input extra_info>}
 
-Every row is checked; a bad row gives a :class:`RowError` naming the row, the field and
-the fix. ``--on-invalid fail`` (default) stops with all errors listed before anything is
+Every row is checked; a bad row gives a :class:`RowError` naming the row (and, for JSONL,
+the line), the field and the fix. Numeric ground truths are kept exact
+(:func:`dagrpo_verl.grading.ground_truth_text`: ``1e20`` becomes ``100000000000000000000``,
+never ``1e+20``; a JSON decimal keeps the digits it was written with); bool, NaN and infinite
+ones are refused. ``extra_info.question`` must be a string (empty or absent: the last user
+message), and an ``extra_info.is_anchor`` flag in the data is refused: it marks the expert
+samples the anchor mixer adds, and would give every rollout of the prompt the judge's maximum
+score. ``--on-invalid fail`` (default) stops with all errors listed before anything is
 written; ``--on-invalid drop`` writes the valid rows and reports how many rows of each
 kind were dropped.
 
@@ -36,16 +42,20 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import numpy as np
 
-from dagrpo_verl.fields import ANCHOR_TEXT, QUESTION
+from dagrpo_verl.fields import ANCHOR_TEXT, IS_ANCHOR, QUESTION
+from dagrpo_verl.grading import GroundTruthError, ground_truth_text
 
 __all__ = [
+    "DataFileError",
     "DataValidationError",
     "PrepareResult",
     "RowError",
@@ -54,6 +64,7 @@ __all__ = [
     "load_rows",
     "main",
     "prepare",
+    "read_rows",
     "write_rows",
 ]
 
@@ -69,11 +80,13 @@ class RowError:
 
     Attributes:
         row: 0-based position of the row in the input.
-        field: the offending field, e.g. ``target`` or ``reward_model.ground_truth``.
+        field: the offending field, e.g. ``target`` or ``reward_model.ground_truth`` (``(row)``: the
+            row itself is not an object).
         kind: short category used in drop counts: ``missing_anchor``, ``no_ground_truth``,
-            ``bad_prompt``, ``no_data_source``, ``bad_extra_info``.
+            ``bad_ground_truth``, ``bad_prompt``, ``no_data_source``, ``bad_extra_info``, ``bad_row``.
         message: what is wrong.
         fix: what to do about it.
+        line: 1-based line of the row in a JSONL input, else None.
     """
 
     row: int
@@ -81,9 +94,16 @@ class RowError:
     kind: str
     message: str
     fix: str
+    line: int | None = None
 
     def __str__(self) -> str:
-        return f"row {self.row}: field '{self.field}': {self.message}. Fix: {self.fix}."
+        where = f"row {self.row}" + (f" (line {self.line})" if self.line is not None else "")
+        return f"{where}: field '{self.field}': {self.message}. Fix: {self.fix}."
+
+
+class DataFileError(ValueError):
+    """The input file itself cannot be read as rows (invalid JSON on a line, not UTF-8): the
+    message names the file and the line."""
 
 
 class DataValidationError(ValueError):
@@ -146,7 +166,54 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
-def _check_prompt(prompt: Any, row: int) -> tuple[Optional[list[dict]], Optional[RowError]]:
+class _WrittenFloat(float):
+    """A JSON number with a fraction or exponent, remembering how it was written (``text``)."""
+
+    def __new__(cls, text: str):
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
+_PLAIN_DECIMAL = re.compile(r"-?\d+\.\d+")
+
+
+def _ground_truth(value: Any, row: int) -> tuple[str | None, RowError | None]:
+    """The ground truth as exact text (see the module docstring), or the error naming why not."""
+    field = "reward_model.ground_truth"
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, RowError(row, field, "no_ground_truth", f"missing or empty ({value!r})",
+                              "give the reference final answer as reward_model.ground_truth")
+    if isinstance(value, _WrittenFloat) and _PLAIN_DECIMAL.fullmatch(value.text) and not value.is_integer():
+        return value.text, None  # "2.50" stays "2.50"; "4.0" becomes "4" below
+    try:
+        return ground_truth_text(value, field), None
+    except GroundTruthError as e:
+        return None, RowError(row, field, "bad_ground_truth", str(e).removeprefix(f"{field} ").rstrip("."),
+                              "give the reference final answer as a string (or a finite number)")
+
+
+def _check_extra_info(info: dict, row: int) -> list[RowError]:
+    errors = []
+    if IS_ANCHOR in info:
+        errors.append(RowError(
+            row, f"extra_info.{IS_ANCHOR}", "bad_extra_info",
+            f"is set in the data ({info[IS_ANCHOR]!r}); it marks the expert samples the anchor mixer adds, and a "
+            "data row carrying it would give every rollout of the prompt the judge's maximum score",
+            f"remove extra_info.{IS_ANCHOR} from the data (the expert solution goes in extra_info.{ANCHOR_TEXT} "
+            "or the target column)",
+        ))
+    question = info.get(QUESTION)
+    if question is not None and not isinstance(question, str):
+        errors.append(RowError(
+            row, f"extra_info.{QUESTION}", "bad_extra_info",
+            f"must be the problem statement as a string, got {type(question).__name__}",
+            "store the problem text there, or leave it out (the last user message is used)",
+        ))
+    return errors
+
+
+def _check_prompt(prompt: Any, row: int) -> tuple[list[dict] | None, RowError | None]:
     def error(message: str) -> RowError:
         return RowError(
             row,
@@ -177,7 +244,7 @@ def _check_prompt(prompt: Any, row: int) -> tuple[Optional[list[dict]], Optional
     return messages, None
 
 
-def _anchor_from_target(target: Any, row: int, source: str) -> tuple[Optional[str], Optional[RowError]]:
+def _anchor_from_target(target: Any, row: int, source: str) -> tuple[str | None, RowError | None]:
     def error(message: str) -> RowError:
         return RowError(
             row,
@@ -204,19 +271,33 @@ def _anchor_from_target(target: Any, row: int, source: str) -> tuple[Optional[st
     return text, None
 
 
-def convert_row(raw: dict, row: int, *, split: str, anchor_field: str = "target") -> tuple[Optional[dict], list]:
+def convert_row(
+    raw: Any, row: int, *, split: str, anchor_field: str = "target", line: int | None = None
+) -> tuple[dict | None, list]:
     """Convert one input row to the DaGRPO layout.
 
     Args:
-        raw: the input row (a dict; numpy values are accepted).
+        raw: the input row (a dict; numpy values are accepted; anything else is a ``bad_row``).
         row: its 0-based position (used in errors and as the default ``extra_info.index``).
         split: the default ``extra_info.split``.
         anchor_field: input column holding the expert answer; when the row has no such
             column, ``extra_info.anchor`` is used (already converted rows).
+        line: its 1-based line in a JSONL input (named in errors), if any.
 
     Returns:
         ``(converted_row or None, errors)``.
     """
+    converted, errors = _convert_row(raw, row, split=split, anchor_field=anchor_field)
+    if line is not None:
+        errors = [RowError(e.row, e.field, e.kind, e.message, e.fix, line) for e in errors]
+    return converted, errors
+
+
+def _convert_row(raw: Any, row: int, *, split: str, anchor_field: str) -> tuple[dict | None, list]:
+    if not isinstance(raw, dict):
+        what = "null" if raw is None else f"a {type(raw).__name__} ({str(raw)[:40]!r})"
+        return None, [RowError(row, "(row)", "bad_row", f"is {what}, not an object with the row's fields",
+                               "write one JSON object per line (data_source, prompt, reward_model, ...)")]
     raw = _plain(dict(raw))
     errors: list[RowError] = []
 
@@ -232,14 +313,11 @@ def convert_row(raw: dict, row: int, *, split: str, anchor_field: str = "target"
         errors.append(prompt_error)
 
     reward_model = raw.get("reward_model")
-    ground_truth = reward_model.get("ground_truth") if isinstance(reward_model, dict) else None
-    if isinstance(ground_truth, (int, float)) and not _missing(ground_truth):
-        ground_truth = str(ground_truth)
-    if not isinstance(ground_truth, str) or not ground_truth.strip():
-        errors.append(
-            RowError(row, "reward_model.ground_truth", "no_ground_truth", f"missing or empty ({ground_truth!r})",
-                     "give the reference final answer as reward_model.ground_truth")
-        )
+    ground_truth, truth_error = _ground_truth(
+        reward_model.get("ground_truth") if isinstance(reward_model, dict) else None, row
+    )
+    if truth_error:
+        errors.append(truth_error)
 
     extra_info = raw.get("extra_info")
     if _missing(extra_info):
@@ -250,6 +328,7 @@ def convert_row(raw: dict, row: int, *, split: str, anchor_field: str = "target"
                      "give extra_info as a {key: value} dict or leave it out")
         )
         extra_info = {}
+    errors.extend(_check_extra_info(extra_info, row))
 
     if anchor_field in raw:
         anchor, anchor_error = _anchor_from_target(raw.get(anchor_field), row, anchor_field)
@@ -265,7 +344,8 @@ def convert_row(raw: dict, row: int, *, split: str, anchor_field: str = "target"
     info.setdefault("index", row)
     info.setdefault("split", split)
     info[ANCHOR_TEXT] = anchor
-    info.setdefault(QUESTION, prompt[-1]["content"])  # the judge's problem statement
+    if not (info.get(QUESTION) or "").strip():
+        info[QUESTION] = prompt[-1]["content"]  # the judge's problem statement
     ability = raw.get("ability")
     return {
         "data_source": data_source,
@@ -277,7 +357,12 @@ def convert_row(raw: dict, row: int, *, split: str, anchor_field: str = "target"
 
 
 def convert_rows(
-    rows: Iterable[dict], *, on_invalid: str = "fail", split: str = "train", anchor_field: str = "target"
+    rows: Iterable[dict],
+    *,
+    on_invalid: str = "fail",
+    split: str = "train",
+    anchor_field: str = "target",
+    lines: list[int] | None = None,
 ) -> PrepareResult:
     """Convert and validate every row (see :func:`convert_row`).
 
@@ -287,6 +372,7 @@ def convert_rows(
             ``drop`` keeps the valid rows and counts the dropped ones.
         split: default ``extra_info.split``.
         anchor_field: input column with the expert answer.
+        lines: the 1-based input line of each row (JSONL, from :func:`read_rows`), named in errors.
 
     Raises:
         DataValidationError: invalid rows with ``on_invalid='fail'``, or no valid row at all.
@@ -297,7 +383,8 @@ def convert_rows(
     total = 0
     for i, raw in enumerate(rows):
         total += 1
-        out, row_errors = convert_row(raw, i, split=split, anchor_field=anchor_field)
+        line = lines[i] if lines is not None and i < len(lines) else None
+        out, row_errors = convert_row(raw, i, split=split, anchor_field=anchor_field, line=line)
         if out is None:
             errors.extend(row_errors)
             dropped_by_kind[row_errors[0].kind] += 1
@@ -311,11 +398,20 @@ def convert_rows(
 
 
 def load_rows(source: str, *, split: str = "train") -> list[dict]:
-    """Rows of a local ``.parquet`` / ``.jsonl`` / ``.json`` file, or of a Hugging Face data set name.
+    """Rows of a local ``.parquet`` / ``.jsonl`` / ``.json`` file, or of a Hugging Face data set name
+    (:func:`read_rows` without the line numbers)."""
+    return read_rows(source, split=split)[0]
+
+
+def read_rows(source: str, *, split: str = "train") -> tuple[list, list[int] | None]:
+    """``(rows, lines)``: the rows of ``source`` and, for JSONL, the 1-based line of each row
+    (blank lines are skipped), else None. JSON numbers with a fraction or exponent remember how
+    they were written (so a ground truth ``2.50`` stays ``2.50``).
 
     Raises:
         FileNotFoundError: ``source`` looks like a path (has a file suffix or a path separator
             that exists nowhere) but is not a file.
+        DataFileError: a line that is not JSON, a file that is not UTF-8 (naming file and line).
         ValueError: unsupported file suffix.
     """
     path = pathlib.Path(source).expanduser()
@@ -324,12 +420,32 @@ def load_rows(source: str, *, split: str = "train") -> list[dict]:
         if suffix == ".parquet":
             import pandas as pd
 
-            return pd.read_parquet(path).to_dict(orient="records")
+            return pd.read_parquet(path).to_dict(orient="records"), None
         if suffix in (".jsonl", ".json"):
-            text = path.read_text(encoding="utf-8")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                raise DataFileError(f"{path}: not UTF-8 text (byte {e.start}): {e.reason}.") from None
             if suffix == ".json" and text.lstrip().startswith("["):
-                return json.loads(text)
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
+                try:
+                    return json.loads(text, parse_float=_WrittenFloat), None
+                except (json.JSONDecodeError, RecursionError) as e:
+                    why = f"{e.msg}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                    line_no = e.lineno if isinstance(e, json.JSONDecodeError) else "?"
+                    raise DataFileError(f"{path} line {line_no}: not valid JSON ({why}).") from None
+            rows, lines = [], []
+            for number, line in enumerate(text.splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line, parse_float=_WrittenFloat))
+                except (json.JSONDecodeError, RecursionError) as e:
+                    why = f"{e.msg}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                    raise DataFileError(
+                        f"{path} line {number}: not valid JSON ({why}); write one JSON object per line."
+                    ) from None
+                lines.append(number)
+            return rows, lines
         raise ValueError(f"{path}: unsupported file type {suffix!r}; use .parquet, .jsonl or .json.")
     if path.suffix.lower() in (".parquet", ".jsonl", ".json") or source.startswith((".", "/", "~")):
         raise FileNotFoundError(f"{source}: no such file.")
@@ -342,7 +458,7 @@ def load_rows(source: str, *, split: str = "train") -> list[dict]:
             f"could not load the Hugging Face data set {source!r} (split {split!r}): {e}. "
             "Check the name and the network, or download the parquet and pass its path."
         ) from e
-    return list(dataset)
+    return list(dataset), None
 
 
 def write_rows(rows: list[dict], output: str | pathlib.Path) -> pathlib.Path:
@@ -367,21 +483,37 @@ def prepare(
     split: str = "train",
     on_invalid: str = "fail",
     anchor_field: str = "target",
-    max_rows: Optional[int] = None,
+    max_rows: int | None = None,
 ) -> PrepareResult:
     """Load ``source``, convert and validate it (:func:`convert_rows`), write ``output``.
 
     Nothing is written when validation fails.
+
+    Raises:
+        ValueError: ``max_rows`` < 1 (``--max-rows``), besides the errors of :func:`read_rows`
+            and :func:`convert_rows`.
     """
-    rows = load_rows(source, split=split)
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1):
+        raise ValueError(f"--max-rows must be a whole number >= 1, got {max_rows!r}.")
+    rows, lines = read_rows(source, split=split)
     if max_rows is not None:
-        rows = rows[:max_rows]
-    result = convert_rows(rows, on_invalid=on_invalid, split=split, anchor_field=anchor_field)
+        rows, lines = rows[:max_rows], None if lines is None else lines[:max_rows]
+    result = convert_rows(rows, on_invalid=on_invalid, split=split, anchor_field=anchor_field, lines=lines)
     write_rows(result.rows, output)
     return result
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value} (leave --max-rows out to convert every row)")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dagrpo_verl.data.prepare",
         description="Convert the OpenR1-Math-46k-8192 layout (expert answer in `target`) to DaGRPO's verl layout "
@@ -392,7 +524,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--split", default="train", help="HF split to load; default extra_info.split (train)")
     parser.add_argument("--on-invalid", choices=("fail", "drop"), default="fail", help="bad rows: stop, or drop+count")
     parser.add_argument("--anchor-field", default="target", help="input column with the expert answer (target)")
-    parser.add_argument("--max-rows", type=int, default=None, help="convert only the first N rows")
+    parser.add_argument("--max-rows", type=_positive_int, default=None, help="convert only the first N rows (N >= 1)")
     parser.add_argument("--report", default=None, help="write the counts and every row error as JSON here")
     args = parser.parse_args(argv)
     try:

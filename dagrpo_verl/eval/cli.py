@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from dagrpo_verl.eval.checkpoint import MERGED_MODEL_DIR, model_source, resolve_model
 from dagrpo_verl.eval.data import DEFAULT_FILES, load_problems
 from dagrpo_verl.eval.generate import SamplingSettings, make_generator
 from dagrpo_verl.eval.report import BenchmarkScore, score, table_frame, to_markdown
 from dagrpo_verl.eval.runner import RunInfo, evaluate, open_run, read_samples, regrade, samples_done
 from dagrpo_verl.eval.suite import BENCHMARKS, parse_samples
+from dagrpo_verl.grading_pool import GradingConfig, GradingConfigError
 
 __all__ = ["SCORES_FILE", "build_parser", "main", "write_reports"]
 
@@ -34,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a model on the DaGRPO paper's 9 benchmarks (resumable).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="Hugging Face model directory or hub id")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="Hugging Face model directory or hub id, or a verl FSDP checkpoint (global_step_N[/actor], or the "
+        "checkpoint root: its latest step), merged into OUT/merged_model when it holds no full model",
+    )
     p.add_argument("--out", required=True, help="output directory (reused to resume)")
     p.add_argument("--name", default=None, help="row name in the table (default: the model directory's name)")
     p.add_argument("--data-dir", default="data/benchmarks", help=f"directory holding {', '.join(DEFAULT_FILES)}")
@@ -80,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-model-len", type=int, default=None, help="vllm: prompt + response context length")
     p.add_argument("--regrade", action="store_true", help="grade the cached samples again before scoring")
     p.add_argument(
+        "--grade-timeout-s",
+        type=float,
+        default=GradingConfig.timeout_s,
+        help="bound of one grade; past it the answer scores 0 (counted in samples.jsonl grade_status)",
+    )
+    p.add_argument("--grade-workers", type=int, default=GradingConfig.workers, help="grading processes")
+    p.add_argument(
         "--score-only",
         action="store_true",
         help="generate nothing: score the samples cached so far (e.g. while a run is going)",
@@ -110,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be >= 1, got {args.limit}.")
+    try:
+        grading = GradingConfig(timeout_s=args.grade_timeout_s, workers=args.grade_workers)
+    except GradingConfigError as error:
+        parser.error(f"--grade-timeout-s/--grade-workers: {error}")
     if args.data:
         files = [Path(f) for f in args.data]
     else:
@@ -134,20 +152,24 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no problems left to evaluate; check --benchmarks against the data's data_source values.")
     settings = SamplingSettings(args.temperature, args.top_p, args.max_new_tokens, args.seed)
     name = args.name or Path(args.model.rstrip("/")).name
+    try:
+        source = model_source(args.model)
+    except ValueError as error:
+        parser.error(f"--model: {error}")
     open_run(
         args.out,
-        RunInfo(name, args.model, settings.temperature, settings.top_p, settings.max_new_tokens, settings.seed),
+        RunInfo(name, source, settings.temperature, settings.top_p, settings.max_new_tokens, settings.seed),
     )
     wanted = {p.uid for p in problems}
     done = samples_done(read_samples(args.out))
     missing = sum(max(0, samples[p.benchmark.key] - done.get(p.uid, 0)) for p in problems)
     start = time.perf_counter()
     if args.regrade:
-        regrade(args.out, progress=not args.no_progress)
+        regrade(args.out, progress=not args.no_progress, grading=grading)
     if missing and not args.score_only:
         generator = make_generator(
             args.backend,
-            args.model,
+            resolve_model(args.model, Path(args.out) / MERGED_MODEL_DIR),
             settings,
             batch_size=args.batch_size,
             device=args.device,
@@ -157,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             max_model_len=args.max_model_len,
         )
         chunk_size = args.chunk_size or (256 if generator.name == "vllm" else 4)
-        records = evaluate(problems, generator, samples, args.out, chunk_size, progress=not args.no_progress)
+        records = evaluate(
+            problems, generator, samples, args.out, chunk_size, progress=not args.no_progress, grading=grading
+        )
     else:
         records = read_samples(args.out)
     records = [r for r in records if r.uid in wanted]
@@ -165,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown)
     if args.score_only:
         missing = 0
+    failed = {status: sum(r.grade_status == status for r in records) for status in ("timeout", "error")}
     print(
         f"eval: {len(problems)} problems, {missing} new samples in {time.perf_counter() - start:.1f} s; "
-        f"results in {args.out}"
+        f"grading timeouts {failed['timeout']}, errors {failed['error']} (scored 0); results in {args.out}"
     )
     return 0

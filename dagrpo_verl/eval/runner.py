@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from dagrpo_verl.eval.data import Problem
 from dagrpo_verl.eval.generate import Generator, Request, SamplingSettings, prompt_text
-from dagrpo_verl.grading import grade
+from dagrpo_verl.grading_pool import GradingConfig, get_grading_pool
 
 __all__ = [
     "RUN_FILE",
@@ -49,6 +49,9 @@ class SampleRecord:
     truncated: bool
     correct: bool
     ground_truth: str
+    #: how grading ended: ``ok``, ``timeout`` or ``error`` (both scored not correct); see
+    #: :class:`dagrpo_verl.grading_pool.GradeStatus`. Caches written before it existed read ``ok``.
+    grade_status: str = "ok"
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ def evaluate(
     out_dir: str | Path,
     chunk_size: int = 64,
     progress: bool = True,
+    grading: GradingConfig | None = None,
 ) -> list[SampleRecord]:
     """Make sure every problem has ``samples[benchmark]`` graded samples in ``out_dir``; return them all.
 
@@ -142,6 +146,7 @@ def evaluate(
         out_dir: output directory already set up by :func:`open_run`.
         chunk_size: requests (prompts) per generation call; the cache is written after each chunk.
         progress: show a tqdm bar over the samples still to generate.
+        grading: the grading bound (the reward function's bounded path, :mod:`dagrpo_verl.grading_pool`).
     """
     if chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {chunk_size}.")
@@ -160,6 +165,7 @@ def evaluate(
     todo = [(p, have.get(p.uid, 0), samples[p.benchmark.key] - have.get(p.uid, 0)) for p in ordered]
     todo = [t for t in todo if t[2] > 0]
     seed = generator.settings.seed
+    pool = get_grading_pool(grading)
     bar = tqdm(total=sum(t[2] for t in todo), desc="eval/generate", unit="sample", disable=not progress)
     with path.open("a", encoding="utf-8") as f:
         for start in range(0, len(todo), chunk_size):
@@ -169,8 +175,16 @@ def evaluate(
                 for p, first, n in chunk
             ]
             completions = generator.generate(requests)
-            for (p, first, _), outs in zip(chunk, completions):
+            graded = iter(
+                pool.grade_many(
+                    (c.text, p.ground_truth, p.data_source)
+                    for (p, _, _), outs in zip(chunk, completions, strict=True)
+                    for c in outs
+                )
+            )
+            for (p, first, _), outs in zip(chunk, completions, strict=True):
                 for j, c in enumerate(outs):
+                    result = next(graded)
                     record = SampleRecord(
                         uid=p.uid,
                         benchmark=p.benchmark.key,
@@ -179,8 +193,9 @@ def evaluate(
                         response=c.text,
                         num_tokens=c.num_tokens,
                         truncated=c.truncated,
-                        correct=grade(c.text, p.ground_truth, p.data_source),
+                        correct=result.correct,
                         ground_truth=p.ground_truth,
+                        grade_status=result.status.value,
                     )
                     cached.append(record)
                     f.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
@@ -190,11 +205,15 @@ def evaluate(
     return cached
 
 
-def regrade(out_dir: str | Path, progress: bool = True) -> list[SampleRecord]:
-    """Grade every cached sample again with the current grader and rewrite ``samples.jsonl``."""
+def regrade(out_dir: str | Path, progress: bool = True, grading: GradingConfig | None = None) -> list[SampleRecord]:
+    """Grade every cached sample again with the current grader (bounded, in parallel on the
+    grading pool of ``grading``) and rewrite ``samples.jsonl``."""
     records = read_samples(out_dir)
-    for r in tqdm(records, desc="eval/regrade", unit="sample", disable=not progress):
-        r.correct = grade(r.response, r.ground_truth, r.data_source)
+    pool = get_grading_pool(grading)
+    futures = [pool.submit(r.response, r.ground_truth, r.data_source) for r in records]
+    for r, future in zip(tqdm(records, desc="eval/regrade", unit="sample", disable=not progress), futures, strict=True):
+        result = future.result()
+        r.correct, r.grade_status = result.correct, result.status.value
     path = Path(out_dir) / SAMPLES_FILE
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", encoding="utf-8") as f:

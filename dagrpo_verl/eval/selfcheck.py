@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from dagrpo_verl.eval.data import Problem
-from dagrpo_verl.grading import DIGIT_LABELS, LETTER_LABELS, grade, is_choice_task
+from dagrpo_verl.grading import DIGIT_LABELS, LETTER_LABELS, is_choice_task
+from dagrpo_verl.grading_pool import GradingPool, get_grading_pool
 
 __all__ = ["SelfCheck", "grader_selfcheck", "reference_responses", "wrong_answers"]
 
@@ -79,21 +80,37 @@ class SelfCheck:
         return self.wrong_rejected / self.wrong_checked if self.wrong_checked else float("nan")
 
 
-def grader_selfcheck(problems: list[Problem], seed: int = 0, progress: bool = True) -> dict[str, SelfCheck]:
-    """Grade every problem's reference answer and a wrong answer; results per benchmark key."""
+def grader_selfcheck(
+    problems: list[Problem], seed: int = 0, progress: bool = True, pool: GradingPool | None = None
+) -> dict[str, SelfCheck]:
+    """Grade every problem's reference answer and a wrong answer; results per benchmark key.
+
+    Grading goes through the evaluator's bounded path (``pool``, default: the shared default pool),
+    in parallel; a timeout counts as not correct.
+    """
+    pool = pool or get_grading_pool()
     wrong = wrong_answers(problems, seed)
+    jobs = []  # (problem, is_reference, future)
+    for p in problems:
+        for answer, is_reference in ((p.ground_truth, True), (wrong.get(p.uid), False)):
+            if answer is not None:
+                for response in reference_responses(p, answer):
+                    jobs.append((p, is_reference, pool.submit(response, p.ground_truth, p.data_source)))
+    correct: dict[tuple[str, bool], list[bool]] = {}
+    for p, is_reference, future in tqdm(jobs, desc="grader self-check", disable=not progress):
+        correct.setdefault((p.uid, is_reference), []).append(future.result().correct)
     results: dict[str, SelfCheck] = {}
-    for p in tqdm(problems, desc="grader self-check", disable=not progress):
+    for p in problems:
         r = results.setdefault(p.benchmark.key, SelfCheck(p.benchmark.key))
         r.problems += 1
         r.rows += p.repeats
-        if all(grade(r, p.ground_truth, p.data_source) for r in reference_responses(p, p.ground_truth)):
+        if all(correct[(p.uid, True)]):
             r.reference_correct += 1
         else:
             r.reference_failures.append((p.uid, p.ground_truth))
         if p.uid in wrong:
             r.wrong_checked += 1
-            if any(grade(r, p.ground_truth, p.data_source) for r in reference_responses(p, wrong[p.uid])):
+            if any(correct[(p.uid, False)]):
                 r.wrong_accepted.append((p.uid, p.ground_truth, wrong[p.uid]))
             else:
                 r.wrong_rejected += 1
