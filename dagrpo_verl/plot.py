@@ -12,8 +12,10 @@ A RUN is a metrics file or a directory searched for one. Understood formats:
 
 Writes ``training_dynamics.png`` (on-policy outcome reward, response length, entropy, gradient
 norm on a log scale, where steps with a zero gradient are left out and counted in the legend) and, when any run logged them, ``dagrpo_dynamics.png`` (mask rates, anchor usage and f(p),
-judge score), plus ``metrics.csv`` with every run's plotted series. Metrics a run did not log
-are skipped (and listed), never fatal.
+judge score), when any run logged them ``sft_dynamics.png`` (the loss and learning rate of verl's SFT
+trainer, ``recipes/run_sft_baseline.sh``), plus ``metrics.csv`` with every run's plotted series. A
+panel names in its legend the runs that did not log it (an SFT run has no rollouts, so no reward,
+response length or entropy); a panel no run logged is left out and listed, never fatal.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ import pandas as pd
 
 __all__ = [
     "DAGRPO_PANELS",
+    "SFT_PANELS",
     "TRAINING_PANELS",
     "Panel",
     "find_metrics_file",
+    "is_sft_run",
     "load_metrics",
     "main",
+    "not_logged_label",
     "panel_key",
     "plot_runs",
     "positive_part",
@@ -59,7 +64,8 @@ TRAINING_PANELS = (
     Panel("Outcome reward (on-policy)", OUTCOME_REWARD_KEYS),
     Panel("Response length", ("response_length/mean",)),
     Panel("Entropy", ("actor/entropy",)),
-    Panel("Gradient norm", ("actor/grad_norm",), log_y=True),
+    # verl's SFT trainer logs the same quantity (global norm before clipping) as train/grad_norm
+    Panel("Gradient norm", ("actor/grad_norm", "train/grad_norm"), log_y=True),
 )
 
 #: DaGRPO's own diagnostics.
@@ -72,6 +78,13 @@ DAGRPO_PANELS = (
     # how much of the expert the policy has taken up: mean f(p) = p / (p + γ) over anchor tokens
     Panel("Anchor tokens: f(p) = p/(p+γ)", ("actor/dagrpo/anchor_shaped_ratio_mean", "dagrpo/anchor_shaped_ratio_mean")),
     Panel("Judge score (mean)", ("judge/score_mean",)),
+)
+
+#: verl's SFT trainer (``verl.trainer.sft_trainer``): token-mean NLL of the expert solutions.
+SFT_PANELS = (
+    Panel("SFT loss (train)", ("train/loss",)),
+    Panel("SFT loss (validation)", ("val/loss",)),
+    Panel("SFT learning rate", ("train/lr",)),
 )
 
 _CONSOLE_STEP = re.compile(r"(?:^|\s)step:(\d+) - ")
@@ -189,6 +202,16 @@ def panel_key(frame: pd.DataFrame, panel: Panel) -> str | None:
     return next((k for k in panel.keys if k in frame.columns and frame[k].notna().any()), None)
 
 
+def is_sft_run(frame: pd.DataFrame) -> bool:
+    """True for the metrics of verl's SFT trainer: ``train/loss`` and nothing from a PPO actor or critic."""
+    return "train/loss" in frame.columns and not any(str(c).startswith(("actor/", "critic/")) for c in frame.columns)
+
+
+def not_logged_label(frame: pd.DataFrame, label: str) -> str:
+    """Legend entry of a run that logged none of a drawn panel's metrics (instead of leaving it out silently)."""
+    return f"{label}: SFT run, no rollouts (not logged)" if is_sft_run(frame) else f"{label}: not logged"
+
+
 def _smooth(series: pd.Series, window: int) -> pd.Series:
     return series if window <= 1 else series.rolling(window, min_periods=1).mean()
 
@@ -225,6 +248,7 @@ def _draw(runs: dict[str, pd.DataFrame], panels: tuple[Panel, ...], title: str, 
         for label, frame in runs.items():
             key = panel_key(frame, panel)
             if key is None:
+                ax.plot([], [], linestyle="none", label=not_logged_label(frame, label))
                 continue
             series = frame[key].dropna()
             legend = label
@@ -263,13 +287,14 @@ def plot_runs(runs: dict[str, pd.DataFrame], out_dir: str | Path, smooth: int = 
     for name, panels, title in (
         ("training_dynamics.png", TRAINING_PANELS, "Training dynamics"),
         ("dagrpo_dynamics.png", DAGRPO_PANELS, "DaGRPO masks and anchors"),
+        ("sft_dynamics.png", SFT_PANELS, "Supervised fine-tuning"),
     ):
         missing = _draw(runs, panels, title, out / name, smooth)
         if len(missing) < len(panels):
             written[name] = out / name
         if missing:
             print(f"plot: no run logged {', '.join(missing)} ({name})")
-    keys = [k for p in TRAINING_PANELS + DAGRPO_PANELS for k in p.keys]
+    keys = [k for p in TRAINING_PANELS + DAGRPO_PANELS + SFT_PANELS for k in p.keys]
     long = [
         frame[[k for k in keys if k in frame.columns]].assign(run=label).reset_index() for label, frame in runs.items()
     ]
