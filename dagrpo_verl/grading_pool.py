@@ -196,16 +196,20 @@ class _GraderProcess:
     """One grading subprocess and the line protocol to it (one JSON line each way)."""
 
     def __init__(self, config: GradingConfig):
-        package_root = str(Path(__file__).resolve().parents[1])
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
         env.pop("PYTHONSTARTUP", None)
         # One hash seed for every grading process: math-verify 0.9 answers some comparisons by set
         # order (0/0 == 0 under some seeds), so a random seed per process would make R depend on which
         # process graded the sample.
         env["PYTHONHASHSEED"] = "0"
         soft = max(0.05, config.timeout_s * _SOFT_DEADLINE_FRACTION)
-        code = f"from dagrpo_verl.grading_pool import _serve; _serve({os.getpid()}, {soft!r}, {config.memory_mb})"
+        # The package's own root goes last on sys.path (found even when only the parent had it on its
+        # path, e.g. a checkout run from its directory; shadowing nothing).
+        package_root = str(Path(__file__).resolve().parents[1])
+        code = (
+            f"import sys; sys.path.append({package_root!r}); from dagrpo_verl.grading_pool import _serve; "
+            f"_serve({os.getpid()}, {soft!r}, {config.memory_mb})"
+        )
         if not sys.executable:
             raise GraderStartError("sys.executable is empty: no Python interpreter to start grading processes with.")
         self.proc = subprocess.Popen(
