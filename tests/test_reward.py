@@ -118,6 +118,29 @@ def test_bad_reward_kwargs_name_the_key():
         score(compute_score, data_source="math", solution_str="x", ground_truth="1", extra_info={"anchor": 3})
 
 
+def test_bad_grading_settings_name_the_key():
+    """``reward_kwargs.grading`` as verl passes it (a DictConfig through get_custom_reward_fn) or a dict."""
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    from dagrpo_verl.grading_pool import GradingConfigError
+
+    def loaded(grading):
+        config = OmegaConf.create({"reward": {"custom_reward_function": {
+            "path": "pkg://dagrpo_verl.reward", "name": "compute_score",
+            "reward_kwargs": {"judge": {"backend": "none"}, "grading": grading}}}})
+        return get_custom_reward_fn(config)
+
+    good = score(loaded({"timeout_s": 5, "workers": 1}), data_source="math", solution_str="\\boxed{2}",
+                 ground_truth="2")
+    assert good == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: good[JUDGE_SCORE], **GRADED}
+    with pytest.raises(GradingConfigError, match=r"reward_kwargs\.grading\.timeot_s"):
+        score(loaded({"timeot_s": 5}), data_source="math", solution_str="x", ground_truth="1")
+    with pytest.raises(GradingConfigError, match=r"reward_kwargs\.grading\.workers=0"):
+        score(compute_score, data_source="math", solution_str="x", ground_truth="1", grading={"workers": 0})
+    with pytest.raises(GradingConfigError, match=r"reward_kwargs\.grading must be a mapping"):
+        score(compute_score, data_source="math", solution_str="x", ground_truth="1", grading=5)
+
+
 def test_anchor_given_as_chat_messages():
     """LUFFY-style ``target`` messages are accepted as the anchor text."""
     with LocalJudgeServer(fixed_score(9)) as server:
