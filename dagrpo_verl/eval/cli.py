@@ -128,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         grading = GradingConfig(timeout_s=args.grade_timeout_s, workers=args.grade_workers)
     except GradingConfigError as error:
         parser.error(f"--grade-timeout-s/--grade-workers: {error}")
+    try:
+        source = model_source(args.model)  # a verl checkpoint's directory, checked before any data is read
+    except ValueError as error:
+        parser.error(f"--model: {error}")
     if args.data:
         files = [Path(f) for f in args.data]
     else:
@@ -152,10 +156,6 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no problems left to evaluate; check --benchmarks against the data's data_source values.")
     settings = SamplingSettings(args.temperature, args.top_p, args.max_new_tokens, args.seed)
     name = args.name or Path(args.model.rstrip("/")).name
-    try:
-        source = model_source(args.model)
-    except ValueError as error:
-        parser.error(f"--model: {error}")
     open_run(
         args.out,
         RunInfo(name, source, settings.temperature, settings.top_p, settings.max_new_tokens, settings.seed),
