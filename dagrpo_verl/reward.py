@@ -34,6 +34,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from dagrpo_verl.fields import ACC, ANCHOR_TEXT, GRADE_ERROR, GRADE_TIMEOUT, IS_ANCHOR, JUDGE_SCORE, QUESTION
 from dagrpo_verl.grading import ground_truth_text
 from dagrpo_verl.grading_pool import GradeStatus, GradingConfig, get_grading_pool, grading_config_from, utf8_safe
@@ -87,6 +89,10 @@ async def compute_score(
         extra_info = {}
     elif not isinstance(extra_info, Mapping):
         raise ValueError(f"extra_info must be a dict (the row's extra_info), got {type(extra_info).__name__}.")
+    if not isinstance(require_boxed, (bool, np.bool_)):
+        raise ValueError(
+            f"reward.custom_reward_function.reward_kwargs.require_boxed={require_boxed!r} must be true or false."
+        )
     solution_str = utf8_safe(solution_str)
     config = _config(judge, reward_router_address)
     grading_config = _grading_config(grading)
@@ -97,11 +103,11 @@ async def compute_score(
     elif bool(extra_info.get(IS_ANCHOR, False)) and not config.judge_anchors:
         judge_score = float(config.max_score)
     else:
-        anchor = _text(extra_info, ANCHOR_TEXT)
+        anchor = utf8_safe(_text(extra_info, ANCHOR_TEXT))
         item = JudgeItem(
-            question=_text(extra_info, QUESTION) or _NO_QUESTION,
+            question=utf8_safe(_text(extra_info, QUESTION)) or _NO_QUESTION,
             response=solution_str,
-            reference=anchor or ground_truth,
+            reference=anchor or utf8_safe(ground_truth),
             reference_kind="solution" if anchor else "answer",
         )
         # Started first: off the main thread, the request is in flight while the answer is graded.

@@ -217,3 +217,19 @@ def test_off_main_thread_grading_matches():
     right = {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 5.0, **GRADED}
     wrong = {"score": 0.0, ACC: 0.0, JUDGE_SCORE: 5.0, **GRADED}
     assert results == [right, right, wrong, wrong]
+
+
+def test_lone_surrogates_reach_the_judge_as_replacement_characters():
+    """A response (policy output) or question/anchor (data) with lone surrogates: graded and judged,
+    never an UnicodeEncodeError (the judge's HTTP body and cache key need UTF-8)."""
+    with LocalJudgeServer(fixed_score(6)) as server:
+        fn = verl_reward_fn({"backend": "openai", "base_url": server.url, "model": "m"})
+        result = score(fn, data_source="math", solution_str="\ud800 so \\boxed{4}", ground_truth="4",
+                       extra_info={"question": "What is 2+2?\udfff", "anchor": "\ud83d 2 + 2 = \\boxed{4}"})
+    assert result == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 6.0, **GRADED}
+    assert "\ufffd so \\boxed{4}" in server.requests[0].user and "What is 2+2?\ufffd" in server.requests[0].user
+
+
+def test_require_boxed_must_be_a_bool():
+    with pytest.raises(ValueError, match=r"reward_kwargs\.require_boxed='false' must be true or false"):
+        score(compute_score, data_source="math", solution_str="x", ground_truth="1", require_boxed="false")
