@@ -152,3 +152,12 @@ def test_arguments_are_checked(tmp_path, prepared, capsys):
     assert main(["--input", str(prepared), "--output", str(tmp_path / "o.jsonl")]) == 2
     assert "reads parquet" in capsys.readouterr().err
     assert main(["--input", str(tmp_path / "missing.parquet"), "--output", str(tmp_path / "o.parquet")]) == 2
+
+
+def test_worker_processes_find_the_same_rows(model_dir):
+    from dagrpo_verl.data.sft import check_token_lengths, sft_row
+
+    rows = [sft_row(_row(i, target="y " * (300 if i in (2, 5) else 3)), i)[0] for i in range(6)]
+    here = check_token_lengths(rows, str(model_dir), 96, progress=False)
+    spread = check_token_lengths(rows, str(model_dir), 96, workers=2, progress=False)
+    assert [(e.row, e.kind) for e in spread] == [(e.row, e.kind) for e in here] == [(2, TOO_LONG), (5, TOO_LONG)]
