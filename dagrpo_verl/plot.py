@@ -16,6 +16,11 @@ judge score), when any run logged them ``sft_dynamics.png`` (the loss and learni
 trainer, ``recipes/run_sft_baseline.sh``), plus ``metrics.csv`` with every run's plotted series. A
 panel names in its legend the runs that did not log it (an SFT run has no rollouts, so no reward,
 response length or entropy); a panel no run logged is left out and listed, never fatal.
+
+For a run directory, the per-step output of the gradient-conflict meter found below it
+(``gradient_conflict.jsonl``, written by ``python -m dagrpo_verl.conflict``) is joined to the run's
+metrics and drawn in ``gradient_conflict.png`` (cosines of g+ and g- before and after the masks,
+masked vs kept positives, gradient norms; points at the measured checkpoints).
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from dagrpo_verl.conflict import CONFLICT_FILE, GROUPS_FILE, metric_name
+
 __all__ = [
+    "CONFLICT_PANELS",
     "DAGRPO_PANELS",
     "SFT_PANELS",
     "TRAINING_PANELS",
@@ -53,6 +61,7 @@ class Panel:
     title: str
     keys: tuple[str, ...]
     log_y: bool = False
+    markers: bool = False  # sparse metrics (measured at checkpoints): mark the points
 
 
 #: On-policy outcome reward, most specific first: DaGRPO logs it separately because verl's
@@ -86,6 +95,19 @@ SFT_PANELS = (
     Panel("SFT loss (validation)", ("val/loss",)),
     Panel("SFT learning rate", ("train/lr",)),
 )
+
+#: The gradient-conflict meter (:mod:`dagrpo_verl.conflict`) at the saved policies: means over groups.
+CONFLICT_PANELS = (
+    Panel("cos(g+, g−) before the masks", (metric_name("cos_before", "mean"),), markers=True),
+    Panel("cos(g+, g−) after the masks", (metric_name("cos_after", "mean"),), markers=True),
+    Panel("Masked positives: cos with g−", (metric_name("cos_masked_pos", "mean"),), markers=True),
+    Panel("Kept positives: cos with g−", (metric_name("cos_kept_pos", "mean"),), markers=True),
+    Panel("‖g+ + g−‖ before the masks", (metric_name("norm_before", "mean"),), markers=True),
+    Panel("‖g+ + g−‖ after the masks", (metric_name("norm_after", "mean"),), markers=True),
+)
+
+# The meter's files are not a run's metrics file, whatever a directory search finds first.
+_METER_FILES = (CONFLICT_FILE, GROUPS_FILE)
 
 _CONSOLE_STEP = re.compile(r"(?:^|\s)step:(\d+) - ")
 _NUMBER = re.compile(r"^(?:np\.\w+\()?\s*([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf))\s*\)?$")
@@ -177,15 +199,26 @@ def find_metrics_file(path: str | Path) -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such file or directory (pass a metrics file or a run directory).")
     for pattern in ("metrics.jsonl", "*.jsonl", _TB_GLOB, "*.log", "*.txt", "*.out"):
-        found = sorted(path.rglob(pattern))
+        found = sorted(p for p in path.rglob(pattern) if p.name not in _METER_FILES)
         if found:
             return found[0].parent if pattern == _TB_GLOB else found[0]
     raise FileNotFoundError(f"{path}: no metrics.jsonl, *.jsonl, TensorBoard events or *.log file inside.")
 
 
 def load_metrics(path: str | Path) -> pd.DataFrame:
-    """Per-step metrics of one run (index: step, one column per metric name)."""
-    path = find_metrics_file(path)
+    """Per-step metrics of one run (index: step, one column per metric name).
+
+    For a run directory, the gradient-conflict meter's per-step file below it (``gradient_conflict.jsonl``)
+    is joined in; with several, the first in path order, and the others are named.
+    """
+    frame = _load_metrics_file(find_metrics_file(path))
+    meter = sorted(Path(path).rglob(CONFLICT_FILE)) if Path(path).is_dir() else []
+    if len(meter) > 1:
+        print(f"plot: {path}: joining {meter[0]}, not {', '.join(map(str, meter[1:]))}")
+    return frame.combine_first(_load_jsonl(meter[0])) if meter else frame
+
+
+def _load_metrics_file(path: Path) -> pd.DataFrame:
     if path.is_dir() or path.name.startswith("events.out.tfevents"):
         return _load_tensorboard(path)
     if path.suffix == ".jsonl":
@@ -254,7 +287,8 @@ def _draw(runs: dict[str, pd.DataFrame], panels: tuple[Panel, ...], title: str, 
             legend = label
             if panel.log_y:
                 series, legend = positive_part(series, label)
-            (line,) = ax.plot(series.index, _smooth(series, smooth), label=legend, linewidth=1.5)
+            marker = "o" if panel.markers else None
+            (line,) = ax.plot(series.index, _smooth(series, smooth), label=legend, linewidth=1.5, marker=marker)
             if smooth > 1:
                 ax.plot(series.index, series, color=line.get_color(), alpha=0.25, linewidth=0.8)
         ax.set_title(panel.title)
@@ -288,13 +322,14 @@ def plot_runs(runs: dict[str, pd.DataFrame], out_dir: str | Path, smooth: int = 
         ("training_dynamics.png", TRAINING_PANELS, "Training dynamics"),
         ("dagrpo_dynamics.png", DAGRPO_PANELS, "DaGRPO masks and anchors"),
         ("sft_dynamics.png", SFT_PANELS, "Supervised fine-tuning"),
+        ("gradient_conflict.png", CONFLICT_PANELS, "Gradient conflict (dagrpo_verl.conflict), means over groups"),
     ):
         missing = _draw(runs, panels, title, out / name, smooth)
         if len(missing) < len(panels):
             written[name] = out / name
         if missing:
             print(f"plot: no run logged {', '.join(missing)} ({name})")
-    keys = [k for p in TRAINING_PANELS + DAGRPO_PANELS + SFT_PANELS for k in p.keys]
+    keys = [k for p in TRAINING_PANELS + DAGRPO_PANELS + SFT_PANELS + CONFLICT_PANELS for k in p.keys]
     long = [
         frame[[k for k in keys if k in frame.columns]].assign(run=label).reset_index() for label, frame in runs.items()
     ]

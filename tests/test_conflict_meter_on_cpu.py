@@ -268,3 +268,35 @@ def test_reward_function_without_judge_score_is_refused(tmp_path):
     rows = conflict._data_rows(config, None, prompts=1, seed=0)
     with pytest.raises(ValueError, match="returns no 'judge_score'"):
         conflict.sample_groups(model, tokenizer, rows, config, seed=0)
+
+
+def test_plot_joins_the_meter_output_of_a_run_directory(tmp_path, capsys):
+    from dagrpo_verl.conflict import CONFLICT_FILE, GROUPS_FILE
+    from dagrpo_verl.plot import load_metrics
+    from dagrpo_verl.plot import main as plot_main
+
+    run = tmp_path / "run"
+    (run / "conflict").mkdir(parents=True)
+    lines = [{"step": s, "data": {"actor/grad_norm": 0.1 * s, "critic/score/mean": 0.02 * s}} for s in range(1, 21)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    cos = metric_name("cos_before", "mean")
+    meter = [{"step": 0, cos: 0.5}, {"step": 10, cos: -0.25}, {"step": 20, cos: None}]
+    (run / "conflict" / CONFLICT_FILE).write_text("".join(json.dumps(line) + "\n" for line in meter))
+    sample = {"step": 0, "uid": "0", "prompt_ids": [1], "response_ids": [2], "reward": 1.0}
+    (run / "conflict" / GROUPS_FILE).write_text(json.dumps(sample) + "\n")
+
+    frame = load_metrics(run)
+    assert frame.loc[10, cos] == -0.25 and frame.loc[10, "actor/grad_norm"] == pytest.approx(1.0)
+    assert frame.loc[0, cos] == 0.5 and pd.isna(frame.loc[0, "actor/grad_norm"])
+    assert pd.isna(frame.loc[20, cos]) and "reward" not in frame.columns
+
+    # A run logged only to the console: its log is its metrics file, not the meter's JSON lines.
+    (run / "metrics.jsonl").unlink()
+    (run / "train.log").write_text(
+        "".join(f"(TaskRunner pid=1) step:{s} - actor/grad_norm:{s} - x:1\n" for s in (1, 2))
+    )
+    assert load_metrics(run).loc[2, "actor/grad_norm"] == 2.0
+
+    assert plot_main([f"A={run}", "--out", str(tmp_path / "plots")]) == 0
+    assert (tmp_path / "plots" / "gradient_conflict.png").stat().st_size > 10_000
+    assert cos in pd.read_csv(tmp_path / "plots" / "metrics.csv").columns

@@ -242,14 +242,13 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"\n[{name}, seed {seed}] {' '.join(command)}", flush=True)
                 started = time.perf_counter()
-                train_run(f"{name} seed {seed}", command, run_dir, args.steps, 0)
+                # one metrics line per step, plus step 0 (validation before training)
+                train_run(f"{name} seed {seed}", command, run_dir, args.steps + 1, 0)
                 trained = time.perf_counter()
                 _conflict(run_dir, args.conflict_prompts, seed)
                 timing = {"train_s": round(trained - started, 1), "conflict_s": round(time.perf_counter() - trained, 1)}
                 timing_file.write_text(json.dumps(timing))
-            frame = load_metrics(run_dir / "metrics.jsonl").combine_first(
-                load_metrics(run_dir / "conflict" / CONFLICT_FILE)
-            )
+            frame = load_metrics(run_dir)  # the run's metrics.jsonl joined with the meter's per-step output
             frames[name].append(frame)
             per_seed[name][seed] = {**run_summary(frame, args.last), **timing}
             s = per_seed[name][seed]
