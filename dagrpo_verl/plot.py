@@ -26,6 +26,7 @@ masked vs kept positives, gradient norms; points at the measured checkpoints).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import math
 import re
@@ -56,7 +57,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Panel:
-    """One subplot: the first of ``keys`` a run logged is drawn (older/newer verl names)."""
+    """One subplot: the first of ``keys`` a run logged is drawn (older/newer verl names; a key with ``*``
+    matches like a file name, e.g. verl's per-data-source validation metrics)."""
 
     title: str
     keys: tuple[str, ...]
@@ -75,6 +77,8 @@ TRAINING_PANELS = (
     Panel("Entropy", ("actor/entropy",)),
     # verl's SFT trainer logs the same quantity (global norm before clipping) as train/grad_norm
     Panel("Gradient norm", ("actor/grad_norm", "train/grad_norm"), log_y=True),
+    # verl's validation (trainer.test_freq): greedy accuracy on the val set, first data source
+    Panel("Held-out accuracy (validation)", ("val-core/*/acc/mean@1",), markers=True),
 )
 
 #: DaGRPO's own diagnostics.
@@ -232,7 +236,12 @@ def _load_metrics_file(path: Path) -> pd.DataFrame:
 
 def panel_key(frame: pd.DataFrame, panel: Panel) -> str | None:
     """The metric a panel draws for a run: the first of its keys the run logged, or None."""
-    return next((k for k in panel.keys if k in frame.columns and frame[k].notna().any()), None)
+    for key in panel.keys:
+        names = sorted(fnmatch.filter(map(str, frame.columns), key)) if "*" in key else [key]
+        found = next((name for name in names if name in frame.columns and frame[name].notna().any()), None)
+        if found is not None:
+            return found
+    return None
 
 
 def is_sft_run(frame: pd.DataFrame) -> bool:
@@ -329,10 +338,11 @@ def plot_runs(runs: dict[str, pd.DataFrame], out_dir: str | Path, smooth: int = 
             written[name] = out / name
         if missing:
             print(f"plot: no run logged {', '.join(missing)} ({name})")
-    keys = [k for p in TRAINING_PANELS + DAGRPO_PANELS + SFT_PANELS + CONFLICT_PANELS for k in p.keys]
-    long = [
-        frame[[k for k in keys if k in frame.columns]].assign(run=label).reset_index() for label, frame in runs.items()
-    ]
+    panels = TRAINING_PANELS + DAGRPO_PANELS + SFT_PANELS + CONFLICT_PANELS
+    long = []
+    for label, frame in runs.items():
+        plotted = [key for key in (panel_key(frame, panel) for panel in panels) if key is not None]
+        long.append(frame[plotted].assign(run=label).reset_index())
     pd.concat(long, ignore_index=True).to_csv(out / "metrics.csv", index=False)
     written["metrics.csv"] = out / "metrics.csv"
     return written

@@ -272,12 +272,13 @@ def test_reward_function_without_judge_score_is_refused(tmp_path):
 
 def test_plot_joins_the_meter_output_of_a_run_directory(tmp_path, capsys):
     from dagrpo_verl.conflict import CONFLICT_FILE, GROUPS_FILE
-    from dagrpo_verl.plot import load_metrics
+    from dagrpo_verl.plot import TRAINING_PANELS, load_metrics, panel_key
     from dagrpo_verl.plot import main as plot_main
 
     run = tmp_path / "run"
     (run / "conflict").mkdir(parents=True)
     lines = [{"step": s, "data": {"actor/grad_norm": 0.1 * s, "critic/score/mean": 0.02 * s}} for s in range(1, 21)]
+    lines += [{"step": s, "data": {"val-core/task/acc/mean@1": 0.1 + s / 100}} for s in (0, 10, 20)]
     (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     cos = metric_name("cos_before", "mean")
     meter = [{"step": 0, cos: 0.5}, {"step": 10, cos: -0.25}, {"step": 20, cos: None}]
@@ -300,3 +301,10 @@ def test_plot_joins_the_meter_output_of_a_run_directory(tmp_path, capsys):
     assert plot_main([f"A={run}", "--out", str(tmp_path / "plots")]) == 0
     assert (tmp_path / "plots" / "gradient_conflict.png").stat().st_size > 10_000
     assert cos in pd.read_csv(tmp_path / "plots" / "metrics.csv").columns
+    # the held-out panel finds verl's per-data-source validation metric by pattern
+    (run / "train.log").unlink()
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    frame = load_metrics(run)
+    assert panel_key(frame, TRAINING_PANELS[-1]) == "val-core/task/acc/mean@1"
+    assert plot_main([f"A={run}", "--out", str(tmp_path / "plots")]) == 0
+    assert pd.read_csv(tmp_path / "plots" / "metrics.csv").dropna(subset=["val-core/task/acc/mean@1"]).shape[0] == 3
