@@ -16,7 +16,7 @@ from dagrpo_verl.judge.testing import ChatRequest, verdict_line
 
 def test_template_version_is_pinned():
     # Changing the wording must bump the version (it is part of the cache key); see docs/judge.md.
-    assert TEMPLATE_VERSION == "dagrpo-judge-v1"
+    assert TEMPLATE_VERSION == "dagrpo-judge-v2"
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,11 @@ Public API::
 
     judge = get_judge({"backend": "openai", "base_url": "http://127.0.0.1:8000/v1", "model": "m"})
     scores = await judge.score([JudgeItem(question, response, reference)])   # NaN = missing
-    metrics = pop_metrics()   # {"judge/latency_p50": ..., "judge/calls": ..., ...}, then reset
+    metrics = pop_metrics()   # {"judge/requests": ..., "judge/prompt_tokens": ..., ...}, then reset
     metrics = pop_metrics_from(reward_worker_handles)   # the same, gathered from verl's Ray reward workers
+    count_not_needed(n)   # a group-level caller skipped n responses whose score cannot matter
+
+``Judge.score`` never raises: every failure is a counted NaN (see ``docs/judge.md``).
 
 Backends: ``openai`` (any OpenAI-compatible server), ``hf`` (local transformers model),
 ``rule`` (no LLM), ``none``. See ``docs/judge.md`` for every config key and the failure policies.
@@ -15,7 +18,7 @@ Backends: ``openai`` (any OpenAI-compatible server), ``hf`` (local transformers 
 
 from dagrpo_verl.judge.config import BACKENDS, JudgeConfig, judge_config_from
 from dagrpo_verl.judge.core import Judge, aclose_judges, get_judge, make_scorer
-from dagrpo_verl.judge.metrics import JudgeStats, pop_metrics, pop_metrics_from, pop_stats
+from dagrpo_verl.judge.metrics import JudgeStats, count_not_needed, pop_metrics, pop_metrics_from, pop_stats
 from dagrpo_verl.judge.prompt import TEMPLATE_VERSION, build_prompt, parse_verdict
 from dagrpo_verl.judge.scorers import JudgeItem, RuleScorer, Scorer
 
@@ -30,6 +33,7 @@ __all__ = [
     "Scorer",
     "aclose_judges",
     "build_prompt",
+    "count_not_needed",
     "get_judge",
     "judge_config_from",
     "make_scorer",

@@ -4,9 +4,14 @@
         --backend openai --base-url http://127.0.0.1:8000/v1 --model my-judge --api-key-env OPENAI_API_KEY
 
 Every :class:`~dagrpo_verl.judge.config.JudgeConfig` key is an option (``--max-concurrency``,
-``--deadline-s``, ...). The output holds the input rows plus a ``judge_score`` column (null in
-JSONL / NaN in parquet where the score is missing); the ``judge/*`` metrics go to stderr as
-one JSON line. Items are scored in chunks of ``--chunk-size``, each with its own deadline.
+``--deadline-s``, ...). The output holds one row per input row, in order: the input fields
+plus ``judge_score`` (null in JSONL / NaN in parquet where the score is missing) and
+``judge_error`` (why a row got no score without a judge call, else null). A row whose
+question, response or reference is null, missing or not text, or a JSONL line that is not a
+JSON object, gets a missing score and its reason; it never stops the other rows. The JSONL
+output is strict JSON (no NaN/Infinity). The ``judge/*`` metrics go to stderr as one JSON
+line, with ``judge/invalid_rows``. Items are scored in chunks of ``--chunk-size``, each with
+its own deadline.
 """
 
 from __future__ import annotations
@@ -15,16 +20,23 @@ import argparse
 import dataclasses
 import json
 import math
+import numbers
 import os
 import sys
-
-import pandas as pd
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 from dagrpo_verl.fields import JUDGE_SCORE
 from dagrpo_verl.judge.config import JudgeConfig, judge_config_from
 from dagrpo_verl.judge.core import get_judge
 from dagrpo_verl.judge.metrics import pop_metrics
 from dagrpo_verl.judge.scorers import JudgeItem
+
+#: Output column: why the row got no score without a judge call (null otherwise).
+JUDGE_ERROR = "judge_error"
+#: Longest JSONL line read; a longer one is a bad row (read past, not kept in memory).
+MAX_LINE_BYTES = 256 << 20
+_NESTING_LIMIT = 64  # parquet values deeper than this are written as text
 
 
 def _parse_bool(text: str) -> bool:
@@ -43,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--response-key", default="response")
     parser.add_argument("--reference-key", default="reference")
     parser.add_argument(
-        "--reference-kind", default="solution", choices=["solution", "answer"],
+        "--reference-kind",
+        default="solution",
+        choices=["solution", "answer"],
         help="what the reference column holds: worked solutions or final answers only",
     )
     parser.add_argument("--chunk-size", type=int, default=1024)
@@ -55,24 +69,154 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read(path: str) -> pd.DataFrame:
+# ---- reading -------------------------------------------------------------------------------
+def _finite_float(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None  # 1e400 would be inf: not JSON, written as null
+
+
+def _lines(stream: BinaryIO) -> Iterator[bytes | None]:
+    """The lines of ``stream`` without their end; None for a line over :data:`MAX_LINE_BYTES`
+    (read past in pieces, never held whole)."""
+    while True:
+        line = stream.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+            continue
+        yield line.rstrip(b"\r\n")
+
+
+def _read_jsonl(path: str) -> tuple[list[dict], list[str | None]]:
+    """Rows (dicts; {} for a bad line) and, per row, why it is bad (None when it is fine)."""
+    rows, errors = [], []
+    with open(path, "rb") as stream:
+        for number, line in enumerate(_lines(stream), start=1):
+            if line is not None and not line.strip():
+                continue  # blank lines are not rows
+            if line is None:
+                rows.append({})
+                errors.append(f"line {number}: longer than {MAX_LINE_BYTES} bytes")
+                continue
+            try:
+                row = json.loads(line, parse_constant=lambda name: None, parse_float=_finite_float)
+            except (ValueError, RecursionError) as exc:
+                reason = "nested too deeply" if isinstance(exc, RecursionError) else type(exc).__name__
+                rows.append({})
+                errors.append(f"line {number}: not valid JSON ({reason})")
+                continue
+            if not isinstance(row, dict):
+                rows.append({})
+                errors.append(f"line {number}: a JSON {type(row).__name__}, not an object")
+                continue
+            rows.append(row)
+            errors.append(None)
+    return rows, errors
+
+
+def _read(path: str) -> tuple[list[dict], list[str | None]]:
     if path.endswith(".parquet"):
-        return pd.read_parquet(path)
+        import pandas as pd
+
+        rows = pd.read_parquet(path).to_dict(orient="records")
+        return rows, [None] * len(rows)
     if path.endswith(".jsonl"):
-        return pd.read_json(path, lines=True, dtype=False)
+        return _read_jsonl(path)
     raise SystemExit(f"--input {path!r}: use a .jsonl or .parquet file")
 
 
-def _write(frame: pd.DataFrame, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if path.endswith(".parquet"):
-        frame.to_parquet(path, index=False)
-        return
-    with open(path, "w", encoding="utf-8") as out:
-        for record in frame.to_dict(orient="records"):
-            score = record[JUDGE_SCORE]
-            record[JUDGE_SCORE] = None if math.isnan(score) else score
-            out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+def _text(row: dict, key: str) -> tuple[str | None, str | None]:
+    """(text, None) for a usable field value, or (None, why not). Numbers become their decimal
+    text; null, NaN, bool and containers are refused."""
+    if key not in row:
+        return None, f"no {key!r} field"
+    value = row[key]
+    if isinstance(value, str):
+        return value, None
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing values
+        return None, f"{key} is null"
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value)), None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if math.isfinite(float(value)):
+            return repr(float(value)), None
+        return None, f"{key} is {float(value)!r}"
+    return None, f"{key} is not text (got {type(value).__name__})"
+
+
+# ---- writing -------------------------------------------------------------------------------
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """A parquet value as plain JSON data (NaN -> null, arrays -> lists, bytes -> text)."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if depth >= _NESTING_LIMIT:
+        return str(value)[:1000]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return _jsonable(value.tolist(), depth + 1)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, depth + 1) for v in value]
+    try:
+        import pandas as pd
+
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def _json_line(record: dict) -> bytes:
+    """One strict-JSON line; non-ASCII kept readable unless the text holds lone surrogates."""
+    text = json.dumps(record, ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        return json.dumps(record, ensure_ascii=True, allow_nan=False).encode("ascii") + b"\n"
+
+
+def _write_jsonl(rows: list[dict], path: str, from_parquet: bool) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as out:
+        for row in rows:
+            try:
+                out.write(_json_line(_jsonable(row) if from_parquet else row))
+            except (ValueError, TypeError, RecursionError, OverflowError) as exc:
+                fallback = {JUDGE_SCORE: row[JUDGE_SCORE], JUDGE_ERROR: row[JUDGE_ERROR]}
+                if fallback[JUDGE_ERROR] is None:
+                    fallback[JUDGE_ERROR] = f"the input fields could not be written as JSON ({type(exc).__name__})"
+                out.write(_json_line(fallback))
+    os.replace(tmp, path)
+
+
+def _write_parquet(rows: list[dict], path: str) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame({JUDGE_SCORE: [], JUDGE_ERROR: []})
+    frame[JUDGE_SCORE] = frame[JUDGE_SCORE].astype(float)  # missing = NaN in parquet
+    tmp = path + ".tmp"
+    try:
+        frame.to_parquet(tmp, index=False)
+    except Exception as exc:  # pyarrow cannot type a column (mixed types across JSONL rows)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        fallback = path[: -len(".parquet")] + ".jsonl"
+        _write_jsonl(rows, fallback, from_parquet=True)
+        raise SystemExit(
+            f"--output {path!r}: the rows cannot be stored as parquet ({type(exc).__name__}: {str(exc)[:200]}); "
+            f"all {len(rows)} scored rows were written to {fallback!r} instead."
+        ) from None
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,22 +229,50 @@ def main(argv: list[str] | None = None) -> int:
         config = judge_config_from({f.name: getattr(args, f.name) for f in dataclasses.fields(JudgeConfig)})
     except ValueError as exc:  # name the command-line option, not only the verl key
         raise SystemExit(f"invalid judge setting (options use --key-name for judge.key_name): {exc}") from None
-    frame = _read(args.input)
+    rows, errors = _read(args.input)
     columns = (args.question_key, args.response_key, args.reference_key)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise SystemExit(f"{args.input}: missing column(s) {missing}; name them with --question-key/--response-key/"
-                         f"--reference-key (columns present: {list(frame.columns)})")
-    items = [
-        JudgeItem(str(q), str(r), str(ref), args.reference_kind)
-        for q, r, ref in zip(frame[columns[0]], frame[columns[1]], frame[columns[2]])
-    ]
+    missing = [c for c in columns if not any(c in row for row in rows)]
+    if rows and missing:
+        present = sorted({str(k) for row in rows for k in row})
+        raise SystemExit(
+            f"{args.input}: missing column(s) {missing}; name them with --question-key/--response-key/"
+            f"--reference-key (columns present: {present})"
+        )
+    items, positions = [], []
+    for position, row in enumerate(rows):
+        if errors[position] is None:
+            texts = [_text(row, key) for key in columns]
+            reasons = [reason for _, reason in texts if reason]
+            if reasons:
+                errors[position] = "; ".join(reasons)
+            else:
+                items.append(JudgeItem(texts[0][0], texts[1][0], texts[2][0], args.reference_kind))
+                positions.append(position)
+    invalid = sum(error is not None for error in errors)
+    if invalid:
+        print(
+            f"judge: {invalid} of {len(rows)} rows have no usable question/response/reference; their "
+            f"{JUDGE_SCORE} is null and {JUDGE_ERROR} says why.",
+            file=sys.stderr,
+        )
     pop_metrics()
     scores = get_judge(config).score_sync(items, progress=not args.no_progress, chunk_size=args.chunk_size)
-    frame = frame.assign(**{JUDGE_SCORE: scores})
-    _write(frame, args.output)
-    metrics = pop_metrics()
-    print(json.dumps({k: (None if math.isnan(v) else v) for k, v in metrics.items()}), file=sys.stderr)
+    by_position = dict(zip(positions, scores, strict=True))
+    out_rows = []
+    for position, row in enumerate(rows):
+        score = by_position.get(position, math.nan)
+        record = dict(row)
+        record[JUDGE_SCORE] = None if math.isnan(score) else score
+        record[JUDGE_ERROR] = errors[position]
+        out_rows.append(record)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    if args.output.endswith(".parquet"):
+        _write_parquet(out_rows, args.output)
+    else:
+        _write_jsonl(out_rows, args.output, from_parquet=args.input.endswith(".parquet"))
+    metrics = {k: (None if math.isnan(v) else v) for k, v in pop_metrics().items()}
+    metrics["judge/invalid_rows"] = invalid
+    print(json.dumps(metrics, allow_nan=False), file=sys.stderr)
     return 0
 
 

@@ -75,6 +75,7 @@ class HFScorer(LLMScorer):
         tokenizer, model = self._load()
         with self._generate_lock:
             if time.monotonic() >= deadline:
+                metrics.record(deadline_misses=1)
                 return None
             metrics.record(calls=1)
             inputs = tokenizer.apply_chat_template(

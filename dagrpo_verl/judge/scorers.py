@@ -11,6 +11,7 @@ import abc
 import asyncio
 import re
 import sys
+import threading
 from dataclasses import dataclass
 
 from dagrpo_verl.grading import extract_boxed, grade_math
@@ -69,7 +70,7 @@ class Scorer(abc.ABC):
         """Score ``item``; give up (None) at event-loop time ``deadline``. Must not raise for
         transport or model-output problems: those are missing scores."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - a default that subclasses may override
         """Release resources bound to the running event loop (default: none)."""
 
 
@@ -91,13 +92,18 @@ class RuleScorer(Scorer):
     async def judge(self, item: JudgeItem, deadline: float) -> float | None:
         metrics.record(calls=1)
         answer = extract_boxed(item.reference) if item.reference_kind == "solution" else item.reference
-        correct = bool(answer) and grade_math(item.response, answer)
+        if not answer:
+            correct = False
+        elif threading.current_thread() is threading.main_thread():
+            correct = grade_math(item.response, answer)  # math-verify's signal timeouts work here
+        else:  # keep the event loop free; the deadline of Judge.score bounds the wait
+            correct = await asyncio.to_thread(grade_math, item.response, answer)
         reference_numbers = set(self._NUMBER.findall(item.reference))
         if reference_numbers:
             coverage = len(reference_numbers & set(self._NUMBER.findall(item.response))) / len(reference_numbers)
         else:
             coverage = 1.0 if correct else 0.0
-        return 1.0 + 6.0 * correct + 3.0 * coverage
+        return 1.0 + 6.0 * bool(correct) + 3.0 * coverage
 
 
 class LLMScorer(Scorer):
