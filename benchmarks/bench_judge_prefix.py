@@ -37,7 +37,7 @@ import json
 import os
 import random
 
-from dagrpo_verl.judge.prompt import TEMPLATE_VERSION, build_prompt
+from dagrpo_verl.judge.prompt import TEMPLATE_VERSION, build_prompt, truncate_middle
 from dagrpo_verl.judge.testing import common_prefix_chars, count_tokens, render_chat
 
 DATA = "/work/shared/data/benchmarks/valid.all.parquet"
@@ -94,6 +94,8 @@ def measure(question: str, reference: str, responses: tuple[str, str], tokenizer
     texts = [render_chat(messages) for messages in prompts]
     out = {
         "request_chars": len(texts[1]),
+        # the most any layout can share: all but the candidate itself
+        "same_in_group_share_chars": 1.0 - len(truncate_middle(responses[1], 16000)) / len(texts[1]),
         "prefix_share_chars": common_prefix_chars(*texts) / len(texts[1]),
     }
     stand_in = [count_tokens(text) for text in texts]
@@ -122,13 +124,14 @@ def main() -> None:
         row.update(measure(question, reference, responses, tokenizer))
         rows.append(row)
     print(f"template {TEMPLATE_VERSION}: share of a group's second request that is a common prefix with the first")
-    print(f"{'reference':>9} {'response':>8} {'request':>8} {'chars':>6} {'stand-in':>8} {'BPE':>6}")
+    print("(same text: the share of the request that is not the candidate, the most any layout can reuse)")
+    print(f"{'reference':>9} {'response':>8} {'request':>8} {'same text':>9} {'chars':>6} {'stand-in':>8} {'BPE':>6}")
     for row in rows:
         bpe = row.get("prefix_share_tokens_bpe")
         print(
             f"{row['reference_chars']:>9} {row['response_chars']:>8} {row['request_chars']:>8} "
-            f"{row['prefix_share_chars']:>6.1%} {row['prefix_share_tokens_stand_in']:>8.1%} "
-            f"{'' if bpe is None else format(bpe, '.1%'):>6}"
+            f"{row['same_in_group_share_chars']:>9.1%} {row['prefix_share_chars']:>6.1%} "
+            f"{row['prefix_share_tokens_stand_in']:>8.1%} {'' if bpe is None else format(bpe, '.1%'):>6}"
         )
     print(json.dumps({"template": TEMPLATE_VERSION, "rows": rows}))
 

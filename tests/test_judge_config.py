@@ -37,6 +37,14 @@ def test_dictconfig_from_hydra_is_accepted():
         ({"temperature": -1}, "temperature"),
         ({"api_key_env": "DAGRPO_SURELY_UNSET_VARIABLE"}, "api_key_env"),
         ({"timeout": 3}, "timeout"),
+        ({"connect_timeout_s": 0}, "connect_timeout_s"),
+        ({"timeout_s": float("nan")}, "timeout_s"),
+        ({"cache_max_entries": 0}, "cache_max_entries"),
+        ({"max_reply_bytes": 100}, "max_reply_bytes"),
+        ({"max_reference_chars": 10}, "max_reference_chars"),
+        ({"max_question_chars": True}, "max_question_chars"),
+        ({"base_url": 8000}, "base_url"),
+        ({"backend": "openai", "model": "m", "base_url": "http://h:notaport/v1"}, "base_url"),
     ],
 )
 def test_bad_values_name_the_key(values, key):
@@ -63,6 +71,12 @@ def test_hf_model_must_be_a_directory(tmp_path):
         ("http://127.0.0.1:8000/v1/", "http://127.0.0.1:8000/v1/chat/completions"),
         ("10.0.0.2:30000", "http://10.0.0.2:30000/v1/chat/completions"),
         ("https://api.example.com/v1", "https://api.example.com/v1/chat/completions"),
+        (
+            "https://r.openai.azure.com/openai/deployments/judge?api-version=2024-06-01",
+            "https://r.openai.azure.com/openai/deployments/judge/chat/completions?api-version=2024-06-01",
+        ),
+        ("http://user:pw@127.0.0.1:8000/v1/", "http://127.0.0.1:8000/v1/chat/completions"),
+        ("http://[::1]:8000", "http://[::1]:8000/v1/chat/completions"),
     ],
 )
 def test_chat_completions_url(base_url, url):

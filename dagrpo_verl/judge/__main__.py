@@ -143,7 +143,7 @@ def _text(row: dict, key: str) -> tuple[str | None, str | None]:
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         if math.isfinite(float(value)):
             return repr(float(value)), None
-        return None, f"{key} is {float(value)!r}"
+        return None, f"{key} is null" if math.isnan(float(value)) else f"{key} is {float(value)!r}"  # NaN: pandas' null
     return None, f"{key} is not text (got {type(value).__name__})"
 
 
