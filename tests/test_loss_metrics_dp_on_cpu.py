@@ -137,7 +137,10 @@ def test_legacy_lists_and_updates_without_anchors():
     finish_loss_metrics(metrics)
     assert metrics == {"actor/dagrpo/anchor_token_frac": 0.1, "actor/dagrpo/anchor_shaped_ratio_mean": 0.5}
     empty = finish_loss_metrics(
-        {"actor/dagrpo/anchor_shaped_ratio_sum": 0.0, "actor/dagrpo/anchor_tokens": 0.0,
-         "actor/dagrpo/response_tokens": 4.0}
+        {
+            "actor/dagrpo/anchor_shaped_ratio_sum": 0.0,
+            "actor/dagrpo/anchor_tokens": 0.0,
+            "actor/dagrpo/response_tokens": 4.0,
+        }
     )
     assert empty["actor/dagrpo/anchor_token_frac"] == 0.0 and math.isnan(empty["actor/dagrpo/anchor_shaped_ratio_mean"])
