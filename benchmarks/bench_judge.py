@@ -5,9 +5,10 @@
 within 1.2x of it (0.96 s). Prints one JSON line (best of ``--repeats`` batches after a
 warm-up batch, the CPU milliseconds per request of client and server, and the machine's load,
 since on a shared 2-core machine the wall time depends on what else runs) and exits non-zero
-when over the target.
+when over the target. The stand-in reports OpenAI ``usage`` and simulates a prefix cache (its
+CPU per request includes that work); the client parses the usage into ``judge/*_tokens``.
 
-    .venv/bin/python -m benchmarks.bench_judge [--requests 1024 --concurrency 64 --delay 0.05]
+    .venv/bin/python -m benchmarks.bench_judge [--requests 1024 --concurrency 64 --delay 0.05 --no-usage]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import subprocess
 import sys
@@ -23,9 +25,10 @@ import time
 from dagrpo_verl.judge import JudgeItem, get_judge, pop_metrics
 
 
-def _start_server(delay: float) -> tuple[subprocess.Popen, int]:
+def _start_server(delay: float, usage: bool) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dagrpo_verl.judge.testing", "--delay", str(delay), "--score", "7"],
+        [sys.executable, "-m", "dagrpo_verl.judge.testing", "--delay", str(delay), "--score", "7"]
+        + ([] if usage else ["--no-usage"]),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -48,16 +51,24 @@ def _process_cpu_s(pid: int) -> float | None:
 
 async def _run(base_url: str, requests: int, concurrency: int, repeats: int) -> tuple[list[float], float]:
     """Times of ``repeats`` batches, and the client's CPU seconds per batch."""
-    config = {"backend": "openai", "base_url": base_url, "model": "bench", "max_concurrency": concurrency,
-              "timeout_s": 30.0, "deadline_s": 120.0}
+    config = {
+        "backend": "openai",
+        "base_url": base_url,
+        "model": "bench",
+        "max_concurrency": concurrency,
+        "timeout_s": 30.0,
+        "deadline_s": 120.0,
+    }
     judge = get_judge(config)
     # Warm-up batch: opens the connection pool (as a training run's first step does).
     await judge.score([JudgeItem("warm-up", f"response {i}", "reference") for i in range(concurrency)])
     times = []
     cpu_start = time.process_time()
     for repeat in range(repeats):
-        items = [JudgeItem("What is 6 * 7?", f"run {repeat} response {i}: \\boxed{{42}}", "\\boxed{42}")
-                 for i in range(requests)]
+        items = [
+            JudgeItem("What is 6 * 7?", f"run {repeat} response {i}: \\boxed{{42}}", "\\boxed{42}")
+            for i in range(requests)
+        ]
         pop_metrics()
         start = time.perf_counter()
         scores = await judge.score(items)
@@ -75,8 +86,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--delay", type=float, default=0.05)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-usage", action="store_true", help="the stand-in reports no usage (less server CPU)")
     args = parser.parse_args()
-    proc, port = _start_server(args.delay)
+    proc, port = _start_server(args.delay, usage=not args.no_usage)
     server_cpu_start = _process_cpu_s(proc.pid)
     try:
         times, client_cpu = asyncio.run(
@@ -105,6 +117,8 @@ def main() -> int:
         "load_average_1min": round(os.getloadavg()[0], 2),
         "judge/latency_p50": round(metrics["judge/latency_p50"], 4),
         "judge/latency_p95": round(metrics["judge/latency_p95"], 4),
+        "judge/failures": metrics["judge/failures"],
+        "judge/prompt_tokens": None if math.isnan(metrics["judge/prompt_tokens"]) else metrics["judge/prompt_tokens"],
     }
     print(json.dumps(result))
     return 0 if best <= 1.2 * limit else 1

@@ -399,17 +399,17 @@ def _reply_text(raw: bytes) -> str | None:
         return None
     usage = body.get("usage")
     if isinstance(usage, dict):
+        counts = {}
         prompt_tokens = _token_count(usage.get("prompt_tokens"))
         if prompt_tokens is not None:
-            metrics.record(
-                usage_reports=1,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=_token_count(usage.get("completion_tokens")) or 0,
-            )
+            completion_tokens = _token_count(usage.get("completion_tokens")) or 0
+            counts.update(usage_reports=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
         details = usage.get("prompt_tokens_details")
         cached = _token_count(details.get("cached_tokens")) if isinstance(details, dict) else None
         if cached is not None:
-            metrics.record(cached_reports=1, cached_prompt_tokens=cached)
+            counts.update(cached_reports=1, cached_prompt_tokens=cached)
+        if counts:
+            metrics.record(**counts)
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         return None

@@ -357,8 +357,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.05, help="seconds before each answer")
     parser.add_argument("--score", type=float, default=7.0)
+    parser.add_argument("--no-usage", action="store_true", help="no usage in replies (no prefix-cache simulation)")
     args = parser.parse_args()
-    server = LocalJudgeServer(fixed_score(args.score, args.delay), port=args.port, record=False).start()
+    rule = fixed_score(args.score, args.delay)
+    server = LocalJudgeServer(rule, port=args.port, record=False, usage=not args.no_usage).start()
     print(f"PORT {server.port}", flush=True)
     try:
         server._thread.join()
