@@ -33,6 +33,10 @@ mask 1 on every response token, ``rollout_log_probs`` of zeros when the rollouts
 them (placeholder: exclude anchors with ``is_anchor``), rewarded by the configured
 reward function with ``extra_info["is_anchor"] = True``. Validation batches get no
 anchors. Anchors assume single-turn agent loops (the response is one assistant turn).
+
+Every sample's ``extra_info`` also carries ``is_validation``
+(:data:`dagrpo_verl.fields.IS_VALIDATION`, set here whatever the data row holds), so that the
+reward function can skip the judge on validation responses.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from dagrpo_verl.anchors import GroupPlan, plan_anchor_groups, rollout_correct, skip_failed_anchors
 from dagrpo_verl.config import AnchorConfig, dagrpo_config_from
-from dagrpo_verl.fields import ACC, ANCHOR_FAILED, ANCHOR_TEXT, IS_ANCHOR, JUDGE_SCORE
+from dagrpo_verl.fields import ACC, ANCHOR_FAILED, ANCHOR_TEXT, IS_ANCHOR, IS_VALIDATION, JUDGE_SCORE
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
@@ -71,6 +75,7 @@ __all__ = [
     "anchor_response_ids",
     "anchor_text_of",
     "check_anchor_setup",
+    "with_validation_flag",
 ]
 
 # Keys of an output's extra_fields that belong to the rollout itself, not to its prompt.
@@ -99,6 +104,12 @@ def anchor_response_ids(tokenizer: Any, text: str, response_length: int) -> list
         raise ValueError("the tokenizer has no eos_token_id; anchors need one to end their response.")
     ids = list(tokenizer.encode(text, add_special_tokens=False)) + [int(tokenizer.eos_token_id)]
     return ids[:response_length]
+
+
+def with_validation_flag(extra_info: Any, validate: bool) -> dict:
+    """A copy of a row's ``extra_info`` with :data:`~dagrpo_verl.fields.IS_VALIDATION` set to ``validate``
+    (a data row cannot set it: the reward function skips the judge on validation samples)."""
+    return {**(extra_info if isinstance(extra_info, dict) else {}), IS_VALIDATION: bool(validate)}
 
 
 def _reward_extra_info(output: AgentLoopOutput) -> dict:
@@ -198,6 +209,7 @@ class DaGRPOAgentLoopWorkerTQ(AgentLoopWorkerTQ.__ray_actor_class__):
     async def _run_prompt(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool = False) -> None:
         """Run the n sessions of one prompt, then mix anchors and put the whole group (see the class doc)."""
         uid, validate = prompt["uid"], trajectory["validate"]
+        prompt["extra_info"] = with_validation_flag(prompt.get("extra_info"), validate)
         partition_id = "val" if validate else "train"
         await tq.async_kv_put(key=uid, partition_id=partition_id, tag={"status": "running"})
         tasks = []
@@ -471,6 +483,11 @@ class DaGRPOAgentLoopManager(AgentLoopManager):
             rollouts and ``is_anchor`` (bool), ``judge_score`` (float32), ``anchor_failed``
             (int64, when anchors are enabled) in ``non_tensor_batch``.
         """
+        validate = bool(prompts.meta_info.get("validate", False))
+        infos = prompts.non_tensor_batch.get("extra_info", np.full(len(prompts), None, dtype=object))
+        flagged = np.empty(len(prompts), dtype=object)
+        flagged[:] = [with_validation_flag(info, validate) for info in infos]
+        prompts.non_tensor_batch["extra_info"] = flagged
         output = await super().generate_sequences(prompts)
         size = len(output)
         is_anchor = np.zeros(size, dtype=bool)

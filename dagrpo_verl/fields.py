@@ -24,6 +24,12 @@ GRADE_ERROR = "grade_error"
 #: True iff the response is an off-policy anchor (expert solution), not a rollout.
 IS_ANCHOR = "is_anchor"
 
+#: Flag inside a sample's ``extra_info`` (set by the DaGRPO agent loops for validation samples,
+#: seen by the reward function): True iff the response answers a validation prompt. Its judge
+#: score feeds no advantage, so ``dagrpo_verl.reward`` makes no judge call for it unless
+#: ``reward_kwargs.judge_validation=true``.
+IS_VALIDATION = "is_validation"
+
 #: Key inside a data row's ``extra_info`` holding the expert solution text (the anchor,
 #: and the judge's reference solution o_demo).
 ANCHOR_TEXT = "anchor"

@@ -23,7 +23,9 @@ a bad setting or ground truth raises a named error. S in [1, 10] is the judge's 
 the reference, NaN when missing. The reference is ``extra_info["anchor"]`` (the expert
 solution); without one the judge gets the ground-truth answer and is told so. Anchors
 (``extra_info["is_anchor"]``) get ``judge.max_score`` without a judge call unless
-``judge.judge_anchors=true``. The problem statement is read from ``extra_info["question"]``.
+``judge.judge_anchors=true``. Validation samples (``extra_info["is_validation"]``, set by the
+DaGRPO agent loops) get S = NaN without a judge call unless ``reward_kwargs.judge_validation=true``:
+no advantage is computed from them. The problem statement is read from ``extra_info["question"]``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,16 @@ from typing import Any
 
 import numpy as np
 
-from dagrpo_verl.fields import ACC, ANCHOR_TEXT, GRADE_ERROR, GRADE_TIMEOUT, IS_ANCHOR, JUDGE_SCORE, QUESTION
+from dagrpo_verl.fields import (
+    ACC,
+    ANCHOR_TEXT,
+    GRADE_ERROR,
+    GRADE_TIMEOUT,
+    IS_ANCHOR,
+    IS_VALIDATION,
+    JUDGE_SCORE,
+    QUESTION,
+)
 from dagrpo_verl.grading import ground_truth_text
 from dagrpo_verl.grading_pool import GradeStatus, GradingConfig, get_grading_pool, grading_config_from, utf8_safe
 from dagrpo_verl.judge.config import CONFIG_PREFIX, JudgeConfig, judge_config_from
@@ -56,6 +67,7 @@ async def compute_score(
     judge: Any = None,
     require_boxed: bool = False,
     grading: Any = None,
+    judge_validation: bool = False,
     reward_router_address: str | None = None,
     reward_model_tokenizer: Any = None,
     **unknown: Any,
@@ -73,6 +85,8 @@ async def compute_score(
             by default math-verify also accepts an unboxed final expression.
         grading: the grading bound from ``reward_kwargs.grading`` (``timeout_s``, ``workers``,
             ``memory_mb``; see :class:`~dagrpo_verl.grading_pool.GradingConfig`).
+        judge_validation: judge validation samples too (``reward_kwargs.judge_validation``); by
+            default they get S = NaN and no judge call.
         reward_router_address: passed by verl when a reward model is served; used as the
             judge's ``base_url`` when ``judge.backend=openai`` and no ``base_url`` is set.
         reward_model_tokenizer: passed by verl with the router address; not needed here.
@@ -81,8 +95,8 @@ async def compute_score(
     if unknown:
         raise ValueError(
             f"Unknown key(s) {sorted('reward.custom_reward_function.reward_kwargs.' + k for k in unknown)} for "
-            f"pkg://dagrpo_verl.reward:compute_score; its settings are require_boxed, grading.<key> and "
-            f"{CONFIG_PREFIX}.<key>."
+            f"pkg://dagrpo_verl.reward:compute_score; its settings are require_boxed, judge_validation, "
+            f"grading.<key> and {CONFIG_PREFIX}.<key>."
         )
     ground_truth = ground_truth_text(ground_truth, f"reward_model.ground_truth (data_source={data_source!r})")
     if extra_info is None:
@@ -93,6 +107,10 @@ async def compute_score(
         raise ValueError(
             f"reward.custom_reward_function.reward_kwargs.require_boxed={require_boxed!r} must be true or false."
         )
+    if not isinstance(judge_validation, (bool, np.bool_)):
+        raise ValueError(
+            f"reward.custom_reward_function.reward_kwargs.judge_validation={judge_validation!r} must be true or false."
+        )
     solution_str = utf8_safe(solution_str)
     config = _config(judge, reward_router_address)
     grading_config = _grading_config(grading)
@@ -100,6 +118,8 @@ async def compute_score(
     judge_task = None
     if config.backend == "none":
         judge_score = math.nan
+    elif bool(extra_info.get(IS_VALIDATION, False)) and not judge_validation:
+        judge_score = math.nan  # a validation score feeds no advantage: no judge call
     elif bool(extra_info.get(IS_ANCHOR, False)) and not config.judge_anchors:
         judge_score = float(config.max_score)
     else:

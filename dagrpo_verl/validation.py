@@ -273,12 +273,31 @@ def _check_judge_reward(config: DictConfig) -> None:
         judge_config = judge_config_from(OmegaConf.to_container(judge, resolve=True) if judge is not None else None)
     except ValueError as error:
         raise DaGRPOConfigError(str(error)) from error
+    _warn_judged_validation(config, judge_config.backend)
     if judge_config.backend == "none":
         raise DaGRPOConfigError(
             "algorithm.dagrpo.rectification=true but reward.custom_reward_function.reward_kwargs.judge.backend=none "
             "gives no judge scores; set reward.custom_reward_function.reward_kwargs.judge.backend=openai|hf|rule "
             "or algorithm.dagrpo.rectification=false."
         )
+
+
+def _warn_judged_validation(config: DictConfig, backend: str) -> None:
+    """Validation samples skip the judge only when a DaGRPO agent-loop manager marks them."""
+    if backend not in ("openai", "hf"):
+        return
+    if _select(config, "reward.custom_reward_function.reward_kwargs.judge_validation", False):
+        return
+    manager = _select(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class")
+    if manager in (_V1_MANAGER, _LEGACY_MANAGER):
+        return
+    expected = _V1_MANAGER if bool(_select(config, "trainer.use_v1", True)) else _LEGACY_MANAGER
+    logger.warning(
+        f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager} does not mark validation samples, so "
+        "the judge scores every validation response (scores nothing uses). Set "
+        f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={expected}, or "
+        "reward.custom_reward_function.reward_kwargs.judge_validation=true to judge them on purpose."
+    )
 
 
 def _check_anchors(config: DictConfig, loss_mode: str, use_v1: bool) -> None:

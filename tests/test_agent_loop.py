@@ -61,6 +61,7 @@ REWARD_FN = textwrap.dedent(
             # the anchor gets no judge score from this reward function: the mixer must fill max_score
             "judge_score": math.nan if anchor else (9.0 if correct else 2.0),
             "saw_anchor_flag": 1.0 if anchor else 0.0,
+            "saw_validation_flag": 1.0 if (extra_info or {}).get("is_validation") else 0.0,
         }
     """
 )
@@ -287,6 +288,48 @@ def test_anchors_disabled_and_validation_add_only_the_two_fields(setup):
         assert not _anchors(group)
 
 
+def test_validation_samples_are_flagged_for_the_reward_function(setup):
+    """The reward function sees extra_info.is_validation: True for validation prompts, False for training ones."""
+    for validate in (True, False):
+        _, groups = _run(setup, validate=validate, enable=False)
+        flags = [s["extra_fields"]["reward_extra_info"]["saw_validation_flag"] for g in groups.values() for s in g.values()]
+        assert flags and set(flags) == {float(validate)}
+
+
+def test_validation_makes_no_judge_call(setup):
+    """End to end with the DaGRPO reward function in a real RewardLoopWorker and an OpenAI-compatible judge on
+    127.0.0.1: validation responses are graded but not judged (unless reward_kwargs.judge_validation=true)."""
+    from omegaconf import OmegaConf, open_dict
+    from verl.experimental.reward_loop import RewardLoopWorker
+
+    from dagrpo_verl.judge.testing import LocalJudgeServer, fixed_score
+
+    with LocalJudgeServer(fixed_score(6)) as server:
+        counts = {}
+        for judge_validation in (False, True):
+            config = OmegaConf.create(OmegaConf.to_container(setup["config"]))
+            with open_dict(config):
+                config.reward.custom_reward_function.path = "pkg://dagrpo_verl.reward"
+                config.reward.custom_reward_function.reward_kwargs = {
+                    "judge": {"backend": "openai", "base_url": server.url, "model": "stand-in"},
+                    "judge_validation": judge_validation,
+                }
+            worker = ray.remote(RewardLoopWorker).remote(config)
+            judged = {**setup, "reward_worker": worker}
+            before = server.count
+            _, groups = _run(judged, validate=True, enable=False)
+            counts[judge_validation] = server.count - before
+            infos = [s["extra_fields"]["reward_extra_info"] for g in groups.values() for s in g.values()]
+            assert [i["acc"] for i in infos] and all(i["acc"] in (0.0, 1.0) for i in infos)  # still graded
+            if not judge_validation:
+                assert all(math.isnan(i[JUDGE_SCORE]) for i in infos)
+                before = server.count
+                _run(judged, validate=False, enable=False)  # training responses are judged
+                assert server.count - before == N * len(SCRIPTS)
+            ray.kill(worker)
+    assert counts == {False: 0, True: len(SCRIPTS)}
+
+
 def test_anchor_text_reaches_the_worker_through_extra_info(setup):
     """The prepared parquet's extra_info.anchor is what the worker sees (RLHFDataset keeps extra_info)."""
     from transformers import AutoTokenizer
@@ -384,6 +427,9 @@ def test_legacy_manager_skips_validation(legacy_manager):
     manager, config, tokenizer = legacy_manager
     batch = _legacy_step(config, tokenizer, manager, validate=True)
     assert not batch.non_tensor_batch[IS_ANCHOR].any()
+    assert batch.non_tensor_batch["saw_validation_flag"].tolist() == [1.0] * len(batch)
+    train = _legacy_step(config, tokenizer, manager)
+    assert train.non_tensor_batch["saw_validation_flag"].tolist() == [0.0] * len(train)
 
 
 def test_setup_errors_name_the_key(setup):
