@@ -127,3 +127,12 @@ def test_rows_parquet_cannot_hold_are_kept_in_jsonl_and_the_run_fails_loudly(tmp
         run(tmp_path, source, "scored.parquet")
     rows = [strict_json(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
     assert [row["judge_score"] for row in rows] == [7.0, 7.0]
+
+
+def test_unreadable_inputs_name_the_file(tmp_path):
+    with pytest.raises(SystemExit, match="FileNotFoundError"):
+        main(["--input", str(tmp_path / "absent.jsonl"), "--output", str(tmp_path / "o.jsonl")])
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet at all")
+    with pytest.raises(SystemExit, match="not a readable parquet file"):
+        main(["--input", str(broken), "--output", str(tmp_path / "o.jsonl")])

@@ -118,14 +118,19 @@ def _read_jsonl(path: str) -> tuple[list[dict], list[str | None]]:
 
 
 def _read(path: str) -> tuple[list[dict], list[str | None]]:
-    if path.endswith(".parquet"):
+    if not path.endswith((".jsonl", ".parquet")):
+        raise SystemExit(f"--input {path!r}: use a .jsonl or .parquet file")
+    try:
+        if path.endswith(".jsonl"):
+            return _read_jsonl(path)
         import pandas as pd
 
         rows = pd.read_parquet(path).to_dict(orient="records")
         return rows, [None] * len(rows)
-    if path.endswith(".jsonl"):
-        return _read_jsonl(path)
-    raise SystemExit(f"--input {path!r}: use a .jsonl or .parquet file")
+    except OSError as exc:  # missing, unreadable
+        raise SystemExit(f"--input {path!r}: {type(exc).__name__}: {exc.strerror or exc}") from None
+    except Exception as exc:  # a parquet file pyarrow cannot read
+        raise SystemExit(f"--input {path!r} is not a readable parquet file ({type(exc).__name__})") from None
 
 
 def _text(row: dict, key: str) -> tuple[str | None, str | None]:
