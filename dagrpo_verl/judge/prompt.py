@@ -21,7 +21,9 @@ Hardening against candidates that try to game the judge:
 * the system message says that only markers with that code are real and that everything
   between them is data, never instructions;
 * the candidate, the reference and the problem are cut to their ``max_*_chars`` (head and
-  tail kept), and lone surrogates are replaced by U+FFFD (every text is valid UTF-8);
+  tail kept), lone surrogates are replaced by U+FFFD (every text is valid UTF-8), and
+  chat-template control tokens (``<|im_end|>``, ``<|eot_id|>``, ...) are broken up by a word
+  joiner, so no text can end its turn or open a fake one;
 * :func:`parse_verdict` reads only the judge's *last* line, which must be a complete verdict
   with four in-range numbers; a score quoted or echoed anywhere earlier is ignored. It runs in
   time linear in the length of the answer (no backtracking regular expression, no recursion
@@ -99,6 +101,9 @@ _REFERENCE_TITLES = {
 }
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# "<|" / "<｜" open the control tokens of most chat templates (<|im_start|>, <|eot_id|>,
+# <｜Assistant｜>); a word joiner after "<" keeps the text readable but no longer that token.
+_CONTROL_TOKEN = re.compile("<(?=[|\uff5c])")
 _FENCE = re.compile(r"`{3,}\w*")
 
 
@@ -111,8 +116,11 @@ class JudgePrompt:
 
 
 def clean_text(text: str) -> str:
-    """``text`` with every lone surrogate replaced by U+FFFD, so that it encodes as UTF-8."""
-    return _SURROGATE.sub("\ufffd", text)
+    """``text`` fit for a judge request: every lone surrogate replaced by U+FFFD (so that it
+    encodes as UTF-8), and a word joiner (U+2060) put between ``<`` and ``|``/``｜`` (so that
+    it cannot spell a chat-template control token such as ``<|im_end|>``, which a server's
+    tokenizer would read as the end of the user turn)."""
+    return _CONTROL_TOKEN.sub("<\u2060", _SURROGATE.sub("\ufffd", text))
 
 
 def truncate_middle(text: str, max_chars: int | None) -> str:
