@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dagrpo_verl.conflict import CONFLICT_FILE, GROUPS_FILE, metric_name
+from dagrpo_verl.conflict import CONFLICT_FILE, SAMPLES_FILE, metric_name
 
 __all__ = [
     "CONFLICT_PANELS",
@@ -111,7 +111,7 @@ CONFLICT_PANELS = (
 )
 
 # The meter's files are not a run's metrics file, whatever a directory search finds first.
-_METER_FILES = (CONFLICT_FILE, GROUPS_FILE)
+_METER_FILES = (CONFLICT_FILE, SAMPLES_FILE)
 
 _CONSOLE_STEP = re.compile(r"(?:^|\s)step:(\d+) - ")
 _NUMBER = re.compile(r"^(?:np\.\w+\()?\s*([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf))\s*\)?$")

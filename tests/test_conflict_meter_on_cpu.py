@@ -226,7 +226,7 @@ def test_sampled_groups_mix_anchors_as_the_trainer_does(tmp_path):
         "data.max_response_length=32",
         "actor_rollout_ref.rollout.n=4",
         "reward.custom_reward_function.path=pkg://dagrpo_verl.cpu.chain_sums",
-        "~reward.custom_reward_function.reward_kwargs.judge",
+        "~reward.custom_reward_function.reward_kwargs",
     ]
     model, tokenizer = conflict.load_policy(model_dir)
     rows = conflict._data_rows(compose_config(common), None, prompts=3, seed=0)
@@ -262,7 +262,7 @@ def test_reward_function_without_judge_score_is_refused(tmp_path):
             "algorithm.dagrpo.anchor.enable=false",
             "reward.custom_reward_function.path=pkg://dagrpo_verl.cpu.demo_data",
             "reward.custom_reward_function.name=digit_reward",
-            "~reward.custom_reward_function.reward_kwargs.judge",
+            "~reward.custom_reward_function.reward_kwargs",
         ]
     )
     rows = conflict._data_rows(config, None, prompts=1, seed=0)
@@ -271,7 +271,7 @@ def test_reward_function_without_judge_score_is_refused(tmp_path):
 
 
 def test_plot_joins_the_meter_output_of_a_run_directory(tmp_path, capsys):
-    from dagrpo_verl.conflict import CONFLICT_FILE, GROUPS_FILE
+    from dagrpo_verl.conflict import CONFLICT_FILE, SAMPLES_FILE
     from dagrpo_verl.plot import TRAINING_PANELS, load_metrics, panel_key
     from dagrpo_verl.plot import main as plot_main
 
@@ -284,7 +284,7 @@ def test_plot_joins_the_meter_output_of_a_run_directory(tmp_path, capsys):
     meter = [{"step": 0, cos: 0.5}, {"step": 10, cos: -0.25}, {"step": 20, cos: None}]
     (run / "conflict" / CONFLICT_FILE).write_text("".join(json.dumps(line) + "\n" for line in meter))
     sample = {"step": 0, "uid": "0", "prompt_ids": [1], "response_ids": [2], "reward": 1.0}
-    (run / "conflict" / GROUPS_FILE).write_text(json.dumps(sample) + "\n")
+    (run / "conflict" / SAMPLES_FILE).write_text(json.dumps(sample) + "\n")
 
     frame = load_metrics(run)
     assert frame.loc[10, cos] == -0.25 and frame.loc[10, "actor/grad_norm"] == pytest.approx(1.0)

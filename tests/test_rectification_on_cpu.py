@@ -38,8 +38,8 @@ def test_two_steps_checkpoints_and_meter(tmp_path):
     out = tmp_path / "rect"
     proc = subprocess.run(
         [sys.executable, "-m", "dagrpo_verl.cpu.rectification", "--out", str(out), "--steps", "2", "--seeds", "0",
-         "--runs", "DaGRPO w/o anchors", "--val-every", "2", "--conflict-every", "2", "--conflict-prompts", "4",
-         "--warm-steps", "30", "--last", "2",
+         "--runs", "DaGRPO w/o anchors", "--val-every", "2", "--conflict-every", "2", "--conflict-prompts", "8",
+         "--last", "2",
          # also the full HF weights, to check the meter's merge of the FSDP shards against verl's own export
          "actor_rollout_ref.actor.checkpoint.save_contents=[model,hf_model]"],
         capture_output=True, text=True, timeout=1500,

@@ -58,13 +58,16 @@ curves of the run directory) and ``gradient_conflict.png``.
 
 from __future__ import annotations
 
-__all__ = ["CONFLICT_FILE", "GROUPS_FILE", "QUANTITIES", "STATS", "metric_name"]
+__all__ = ["CONFLICT_FILE", "GROUPS_TABLE", "QUANTITIES", "SAMPLES_FILE", "STATS", "metric_name"]
 
 #: Per-step metrics file the meter writes and :mod:`dagrpo_verl.plot` merges into a run's metrics.
 CONFLICT_FILE = "gradient_conflict.jsonl"
 
 #: The sampled groups the meter measured (token ids, rewards, judge scores, anchor flags, A, A').
-GROUPS_FILE = "conflict_samples.jsonl"
+SAMPLES_FILE = "conflict_samples.jsonl"
+
+#: One row per measured group: step, uid, subset sizes and the :data:`QUANTITIES`.
+GROUPS_TABLE = "conflict_groups.csv"
 
 #: Per-group quantities, in output order (see the package docstring).
 QUANTITIES = (

@@ -36,7 +36,7 @@ from tqdm import tqdm
 import dagrpo_verl.conflict as conflict_package
 from dagrpo_verl import core
 from dagrpo_verl.config import dagrpo_config_from
-from dagrpo_verl.conflict import CONFLICT_FILE, GROUPS_FILE, QUANTITIES, metric_name
+from dagrpo_verl.conflict import CONFLICT_FILE, GROUPS_TABLE, QUANTITIES, SAMPLES_FILE, metric_name
 from dagrpo_verl.fields import ACC, IS_ANCHOR, JUDGE_SCORE
 
 __all__ = [
@@ -568,7 +568,7 @@ def write_groups(path: Path, step: int, samples: Sequence[Sample], advantages, r
 
 
 def read_groups(path: Path) -> dict[int | None, list[Sample]]:
-    """Samples of a groups file by step (the layout of :data:`~dagrpo_verl.conflict.GROUPS_FILE`; ``step``
+    """Samples of a groups file by step (the layout of :data:`~dagrpo_verl.conflict.SAMPLES_FILE`; ``step``
     optional)."""
     by_step: dict[int | None, list[Sample]] = {}
     with path.open(encoding="utf-8") as f:
@@ -754,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{run_dir}: no checkpoint (global_step_*) under trainer.default_local_dir and --no-start given")
     out = Path(args.out) if args.out else (run_dir / "conflict" if run_dir else Path("conflict"))
     out.mkdir(parents=True, exist_ok=True)
-    groups_file = out / GROUPS_FILE
+    groups_file = out / SAMPLES_FILE
     given = read_groups(Path(args.groups)) if args.groups else None
     if given is None:
         groups_file.unlink(missing_ok=True)
@@ -774,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
         del model
 
     groups = pd.DataFrame(measured)
-    groups.to_csv(out / "conflict_groups.csv", index=False)
+    groups.to_csv(out / GROUPS_TABLE, index=False)
     summary = summarise(groups)
     summary.to_csv(out / "conflict_summary.csv", index=False)
     (out / "conflict_summary.json").write_text(json.dumps(summary.to_dict(orient="records"), indent=2))

@@ -110,7 +110,7 @@ def compute_score(
     if unknown:
         raise ValueError(
             f"pkg://dagrpo_verl.cpu.chain_sums:compute_score takes no reward_kwargs, got {sorted(unknown)}; its judge "
-            "is the fixed step checker. Drop them, e.g. ~reward.custom_reward_function.reward_kwargs.judge."
+            "is the fixed step checker. Drop them: ~reward.custom_reward_function.reward_kwargs."
         )
     reference = (extra_info or {}).get(ANCHOR_TEXT)
     if not isinstance(reference, str):

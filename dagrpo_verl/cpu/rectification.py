@@ -48,13 +48,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from dagrpo_verl.conflict import CONFLICT_FILE, metric_name
+from dagrpo_verl.conflict import CONFLICT_FILE, GROUPS_TABLE, metric_name
 from dagrpo_verl.cpu.chain_sums import DATA_SOURCE, warm_start, write_chain_task
 from dagrpo_verl.cpu.demo import rollout_reward, seed_mean, train_run
 from dagrpo_verl.models import build_tiny_qwen2
 from dagrpo_verl.plot import load_metrics, plot_runs
 
-__all__ = ["HELD_OUT_ACC", "HELD_OUT_WORK", "RUNS", "main", "run_command", "run_summary"]
+__all__ = [
+    "HELD_OUT_ACC",
+    "HELD_OUT_WORK",
+    "PAIRS",
+    "RUNS",
+    "main",
+    "markdown_table",
+    "pooled_conflict",
+    "run_command",
+    "run_summary",
+]
 
 #: Algorithm overrides per run, on top of dagrpo_verl/config/dagrpo_trainer.yaml.
 RUNS: dict[str, list[str]] = {
@@ -109,10 +119,10 @@ def run_command(
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=64",
         f"actor_rollout_ref.rollout.seed={seed}",
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=64",
-        # the step-checking judge of the task; it takes no settings (the trainer config's rule-judge block goes)
+        # the step-checking judge of the task; it takes no settings (the trainer config's reward_kwargs go)
         "reward.custom_reward_function.path=pkg://dagrpo_verl.cpu.chain_sums",
         "reward.custom_reward_function.name=compute_score",
-        "~reward.custom_reward_function.reward_kwargs.judge",
+        "~reward.custom_reward_function.reward_kwargs",
         "trainer.logger=[console,file]",
         "trainer.project_name=dagrpo_cpu_rectification",
         "trainer.val_before_train=true",
@@ -158,11 +168,6 @@ def _conflict(run_dir: Path, prompts: int, seed: int) -> None:
         raise RuntimeError(f"the conflict meter failed on {run_dir} (exit {proc.returncode}):\n{tail}")
 
 
-def _last(frame: pd.DataFrame, key: str) -> float:
-    series = frame[key].dropna() if key in frame.columns else pd.Series(dtype=float)
-    return float(series.iloc[-1]) if len(series) else math.nan
-
-
 def run_summary(frame: pd.DataFrame, last: int) -> dict[str, float]:
     """The numbers of one run: final on-policy reward (mean of the ``last`` steps), held-out accuracy and
     work (start and end), gradient-norm mean and max, final entropy, and the meter's mean cosines
@@ -189,10 +194,77 @@ def run_summary(frame: pd.DataFrame, last: int) -> dict[str, float]:
     return summary
 
 
+#: Paired comparisons of the meter's per-group values, pooled over seeds and measured policies: for the
+#: groups where both are defined, the mean of each, and the mean and standard error of the difference.
+PAIRS = {
+    "before_after": ("cos_before", "cos_after"),  # cos(g+, g-) with A, then with A'
+    "masked_kept_pos": ("cos_masked_pos", "cos_kept_pos"),  # positives the masks drop / keep, against g-
+    "masked_kept_neg": ("cos_masked_neg", "cos_kept_neg"),  # negatives the masks drop / keep, against g+
+    "norm_before_after": ("norm_before", "norm_after"),  # |g+ + g-| with A, then with A'
+}
+
+
+def pooled_conflict(run_dirs: list[Path], trained: bool) -> dict[str, dict[str, float]]:
+    """The :data:`PAIRS` over the meter's groups of several runs.
+
+    Args:
+        run_dirs: run directories holding ``conflict/conflict_groups.csv``.
+        trained: True: the policies the runs trained (steps > 0); False: the start model (step 0).
+
+    Returns:
+        ``{pair: {"a": mean, "b": mean, "diff": mean of b - a, "se": its standard error, "n": groups}}``.
+    """
+    groups = pd.concat([pd.read_csv(d / "conflict" / GROUPS_TABLE) for d in run_dirs], ignore_index=True)
+    groups = groups[(groups["n_pos"] > 0) & (groups["n_neg"] > 0)]
+    groups = groups[groups["step"] > 0] if trained else groups[groups["step"] == 0]
+    pooled = {}
+    for pair, (a, b) in PAIRS.items():
+        both = groups[[a, b]].dropna()
+        diff = both[b] - both[a]
+        pooled[pair] = {
+            "a": float(both[a].mean()) if len(both) else math.nan,
+            "b": float(both[b].mean()) if len(both) else math.nan,
+            "diff": float(diff.mean()) if len(both) else math.nan,
+            "se": float(diff.std(ddof=1) / math.sqrt(len(both))) if len(both) > 1 else math.nan,
+            "n": len(both),
+        }
+    return pooled
+
+
+def markdown_table(per_seed: dict[str, dict[int, dict]], pooled: dict[str, dict], start: dict) -> str:
+    """The comparison as a Markdown table (per-seed values, then the meter's paired comparisons)."""
+
+    def seeds(values: dict[int, dict], key: str) -> str:
+        return " / ".join(f"{v[key]:.3f}" for v in values.values())
+
+    def pair(p: dict, name: str) -> str:
+        q = p[name]
+        return f"{q['a']:+.3f} → {q['b']:+.3f} (Δ {q['diff']:+.3f} ± {q['se']:.3f}, n={q['n']})"
+
+    lines = [
+        "| run | on-policy reward (last steps) | held-out acc (end) | held-out work (end) | grad norm mean–max "
+        "| entropy (end) | cos(g+, g−): before → after the masks | cos with g−: masked → kept positives |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, values in per_seed.items():
+        grad = " / ".join(f"{v['grad_norm_mean']:.3f}–{v['grad_norm_max']:.3f}" for v in values.values())
+        lines.append(
+            f"| {name} | {seeds(values, 'final_rollout_reward')} | {seeds(values, 'held_out_acc_end')} "
+            f"| {seeds(values, 'held_out_work_end')} | {grad} | {seeds(values, 'entropy_end')} "
+            f"| {pair(pooled[name], 'before_after')} | {pair(pooled[name], 'masked_kept_pos')} |"
+        )
+    first = next(iter(per_seed.values()))
+    lines.append(
+        f"| start model (step 0) | – | {seeds(first, 'held_out_acc_start')} | {seeds(first, 'held_out_work_start')} "
+        f"| – | – | {pair(start, 'before_after')} | {pair(start, 'masked_kept_pos')} |"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/cpu_rectification", help="output directory")
-    parser.add_argument("--steps", type=int, default=30, help="training steps per run")
+    parser.add_argument("--steps", type=int, default=20, help="training steps per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run of each kind per seed")
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="which runs to train")
     parser.add_argument("--lr", type=float, default=1e-3, help="actor learning rate")
@@ -202,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conflict-prompts", type=int, default=16, help="groups the meter samples per policy")
     parser.add_argument("--warm-steps", type=int, default=200, help="supervised warm-start batches")
     parser.add_argument("--max-operand", type=int, default=4, help="a, b, c in 0..max_operand")
+    parser.add_argument("--val-frac", type=float, default=0.3, help="share of the (a, b, c) combinations held out")
     parser.add_argument("--last", type=int, default=10, help="steps averaged for the final on-policy reward")
     parser.add_argument(
         "--resume", action="store_true", help="keep runs already finished with the same command (and measured) in --out"
@@ -213,11 +286,12 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out).resolve()
     started_all = time.perf_counter()
-    train, val = write_chain_task(out / "data", max_operand=args.max_operand)
+    train, val = write_chain_task(out / "data", max_operand=args.max_operand, val_frac=args.val_frac)
     model = warm_start(build_tiny_qwen2(out / "tiny"), out / "start", train, steps=args.warm_steps)
 
     frames: dict[str, list[pd.DataFrame]] = {name: [] for name in args.runs}
     per_seed: dict[str, dict[int, dict]] = {name: {} for name in args.runs}
+    run_dirs: dict[str, list[Path]] = {name: [] for name in args.runs}
     for seed in args.seeds:
         for name in args.runs:
             run_dir = out / f"{_slug(name)}-seed{seed}"
@@ -250,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                 timing_file.write_text(json.dumps(timing))
             frame = load_metrics(run_dir)  # the run's metrics.jsonl joined with the meter's per-step output
             frames[name].append(frame)
+            run_dirs[name].append(run_dir)
             per_seed[name][seed] = {**run_summary(frame, args.last), **timing}
             s = per_seed[name][seed]
             print(
@@ -269,13 +344,20 @@ def main(argv: list[str] | None = None) -> int:
         "ppo_epochs": args.ppo_epochs,
         "warm_steps": args.warm_steps,
         "max_operand": args.max_operand,
+        "val_frac": args.val_frac,
         "last": args.last,
         "per_seed": per_seed,
         "mean": {name: pd.DataFrame(v.values()).mean(numeric_only=True).to_dict() for name, v in per_seed.items()},
+        # the meter's per-group values over all seeds: the trained policies of each run kind, and the start model
+        "conflict_pooled": {name: pooled_conflict(dirs, trained=True) for name, dirs in run_dirs.items()},
+        "conflict_start": pooled_conflict(next(iter(run_dirs.values())), trained=False),
         "wall_s": round(time.perf_counter() - started_all, 1),
         "plots": {name: str(path) for name, path in written.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    table = markdown_table(per_seed, summary["conflict_pooled"], summary["conflict_start"])
+    (out / "table.md").write_text(table)
+    print("\n" + table)
     print("\nper seed: final on-policy reward | held-out acc end | cos before/after (end policy)")
     for name, seeds in per_seed.items():
         print(
@@ -288,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     for path in written.values():
         print(f"wrote {path}")
-    print(f"wrote {out / 'summary.json'} ({summary['wall_s']:.0f} s in all)")
+    print(f"wrote {out / 'summary.json'}, {out / 'table.md'} ({summary['wall_s']:.0f} s in all)")
     return 0
 
 
