@@ -28,9 +28,19 @@ quantities, with verl's functions, on the rows that the policy generated:
   the share of rollouts that reached the generation budget (``rollout.response_length``).
 
 The on-policy score mean is ``dagrpo/rollout_reward_mean`` (:func:`dagrpo_verl.core.compute_dagrpo_outcome_advantage`).
+
+:func:`first_run_report` (``python -m dagrpo_verl.diagnostics METRICS_FILE``, run by
+``recipes/gpu_smoke.sh``) prints the metrics to check after the first steps on a new cluster
+next to their healthy values (:data:`FIRST_RUN_CHECKS`), and exits 1 when one is off.
 """
 
 from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDict
@@ -38,7 +48,7 @@ from verl.protocol import DataProto
 from verl.trainer.ppo.core_algos import agg_loss
 from verl.utils.debug.metrics import calculate_debug_metrics
 
-__all__ = ["ONPOLICY_PREFIX", "onpolicy_diagnostics"]
+__all__ = ["FIRST_RUN_CHECKS", "ONPOLICY_PREFIX", "Check", "first_run_report", "onpolicy_diagnostics"]
 
 #: Prefix of every on-policy diagnostic.
 ONPOLICY_PREFIX = "dagrpo/onpolicy/"
@@ -102,3 +112,91 @@ def onpolicy_diagnostics(
             if key != "training/rollout_probs_diff_valid":
                 metrics[prefix + key.removeprefix("training/")] = float(value)
     return metrics
+
+
+@dataclass(frozen=True)
+class Check:
+    """One metric to look at after the first steps: what healthy looks like, and the test of a value."""
+
+    key: str
+    healthy: str
+    is_healthy: Callable[[float], bool]
+
+
+#: The first-run checks, in reading order. Rollout/actor log-prob differences of a bf16 vLLM rollout
+#: against the FSDP actor are reported around 0.004-0.006 (mean absolute probability difference,
+#: verl's ``training/rollout_probs_diff_mean``) on healthy runs.
+FIRST_RUN_CHECKS = (
+    Check("judge/failures", "0: a failure is a response without judge score", lambda v: v == 0),
+    Check(
+        "dagrpo/missing_scores",
+        "0: responses without judge score keep an unrectified advantage (on_missing_score=keep)",
+        lambda v: v == 0,
+    ),
+    Check("judge/calls", "> 0: the judge was asked (rectification on)", lambda v: v > 0),
+    Check(
+        f"{ONPOLICY_PREFIX}response_length/clip_ratio",
+        "< 0.2 at the start; near 1 = rollouts cut by the budget or the rollout's max_model_len",
+        lambda v: v < 0.2,
+    ),
+    Check(
+        f"{ONPOLICY_PREFIX}rollout_probs_diff_mean",
+        "< 0.02 (bf16 runs: ~0.005); larger = the rollout does not sample from the trained weights",
+        lambda v: v < 0.02,
+    ),
+    Check(f"{ONPOLICY_PREFIX}rollout_actor_probs_pearson_corr", ">= 0.99", lambda v: v >= 0.99),
+    Check("actor/dagrpo/anchor_token_frac", "> 0 with anchors on: anchor tokens reach the loss", lambda v: v > 0),
+    Check(
+        "actor/dagrpo/anchor_shaped_ratio_mean",
+        "in (0, 1): mean f(p) = p/(p+0.1) on anchor tokens, low while the expert's text is unlikely",
+        lambda v: 0 < v < 1,
+    ),
+    Check("actor/grad_norm", "finite and > 0", lambda v: math.isfinite(v) and v > 0),
+)
+
+
+def first_run_report(
+    rows: Mapping[int, Mapping[str, float]], checks: Sequence[Check] = FIRST_RUN_CHECKS
+) -> tuple[str, bool]:
+    """A text table of ``checks`` over the logged steps, and whether every logged value is healthy.
+
+    Args:
+        rows: ``{step: {metric: value}}`` (e.g. from :func:`dagrpo_verl.plot.load_metrics`).
+
+    Returns:
+        ``(table, healthy)``. A metric missing in every step is listed as missing and counts as not
+        healthy (e.g. no rollout log-probs without ``actor_rollout_ref.rollout.calculate_log_probs=true``).
+    """
+    steps = sorted(rows)
+    width = max(len(c.key) for c in checks)
+    lines = [f"{'metric':<{width}}  " + "".join(f"{'step ' + str(s):>12}" for s in steps) + "  status   healthy"]
+    healthy = True
+    for check in checks:
+        values = [rows[s].get(check.key) for s in steps]
+        present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        if not present:
+            status = "MISSING"
+        else:
+            status = "ok" if all(check.is_healthy(float(v)) for v in present) else "CHECK"
+        healthy = healthy and status == "ok"
+        cells = "".join(f"{'-' if v is None else f'{float(v):.4g}':>12}" for v in values)
+        lines.append(f"{check.key:<{width}}  {cells}  {status:<7}  {check.healthy}")
+    return "\n".join(lines), healthy
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The first-run checks of a training run's metrics file.")
+    parser.add_argument("metrics", help="verl's file-logger output (VERL_FILE_LOGGER_PATH) or a run directory")
+    args = parser.parse_args(argv)
+    from dagrpo_verl.plot import load_metrics
+
+    frame = load_metrics(args.metrics)
+    rows = {int(step): row.dropna().to_dict() for step, row in frame.iterrows()}
+    table, healthy = first_run_report(rows)
+    print(table)
+    print("all first-run checks healthy" if healthy else "some first-run checks are off or missing: see CHECK/MISSING")
+    return 0 if healthy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
