@@ -101,7 +101,10 @@ def measure(question: str, reference: str, responses: tuple[str, str], tokenizer
     stand_in = [count_tokens(text) for text in texts]
     out["prefix_share_tokens_stand_in"] = _common_prefix(*stand_in) / len(stand_in[1])
     if tokenizer is not None:
-        ids = [tokenizer.apply_chat_template(list(m), add_generation_prompt=True, tokenize=True) for m in prompts]
+        ids = [
+            list(tokenizer.apply_chat_template(list(m), add_generation_prompt=True, return_dict=True)["input_ids"])
+            for m in prompts
+        ]
         out["request_tokens_bpe"] = len(ids[1])
         out["prefix_share_tokens_bpe"] = _common_prefix(*ids) / len(ids[1])
     return out
