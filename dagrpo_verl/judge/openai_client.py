@@ -310,8 +310,8 @@ class OpenAIScorer(LLMScorer):
             if not outcome.retry:
                 self._warn("judge request to %s failed (%s); not retried, score is missing", self.shown_url, last_error)
                 return None
-            if remaining <= self.config.timeout_s and outcome.error == "timeout":
-                last_error = "timeout at the deadline"
+            if deadline - loop.time() <= 0.01:  # the attempt's timeout was the deadline
+                last_error += " at the deadline"
                 break
             if attempt == self.config.max_retries:
                 cut_by_deadline = False
