@@ -20,6 +20,13 @@ GRADE_TIMEOUT = "grade_timeout"
 #: its process died; the answer then scores 0), else 0.0. Float per sample.
 GRADE_ERROR = "grade_error"
 
+#: Reward extra-info key: 1.0 iff scoring the sample raised outside the grader and the judge (a
+#: data row the reward cannot read, such as a null ground truth, or a bug); the sample then
+#: scores 0 with a missing judge score, else 0.0. Float per sample; its batch sum is logged as
+#: ``reward/errors`` and bounded per step by ``reward_kwargs.max_error_frac``
+#: (:mod:`dagrpo_verl.reward`).
+REWARD_ERROR = "reward_error"
+
 #: Per-sample flag (non_tensor_batch / TransferQueue field / reward ``extra_info``):
 #: True iff the response is an off-policy anchor (expert solution), not a rollout.
 IS_ANCHOR = "is_anchor"

@@ -19,21 +19,44 @@ option letters for multiple-choice sets), else 0.0. Grading runs in the grading 
 :mod:`dagrpo_verl.grading_pool`, bounded by ``reward_kwargs.grading.timeout_s`` in any thread;
 T = 1.0 when it ran past the bound, E = 1.0 when the grader failed (R = 0 in both cases).
 Nothing a policy can write (odd Unicode, NUL bytes, huge or deeply nested text, None) raises;
-a bad setting or ground truth raises a named error. S in [1, 10] is the judge's score against
-the reference, NaN when missing. The reference is ``extra_info["anchor"]`` (the expert
+a bad setting raises a named ``ValueError`` at the first call. S in [1, 10] is the judge's score
+against the reference, NaN when missing. The reference is ``extra_info["anchor"]`` (the expert
 solution); without one the judge gets the ground-truth answer and is told so. Anchors
 (``extra_info["is_anchor"]``) get ``judge.max_score`` without a judge call unless
 ``judge.judge_anchors=true``. Validation samples (``extra_info["is_validation"]``, set by the
 DaGRPO agent loops) get S = NaN without a judge call unless ``reward_kwargs.judge_validation=true``:
 no advantage is computed from them. The problem statement is read from ``extra_info["question"]``.
+
+Faults (docs/reliability.md). A sample whose scoring raises (a data row the reward cannot read,
+such as a null or non-finite ground truth or an ``extra_info`` of the wrong type, or a bug) is a
+**counted failure, not an exception**: R = 0, S = NaN (a missing judge score, handled by
+``algorithm.dagrpo.on_missing_score``) and ``reward_error`` = 1.0. The reward worker logs a
+WARNING with the error, the data source and the row's ``extra_info.index`` (at most one per 30 s,
+with a count) and keeps the last few for :func:`pop_error_examples_from`. Why not raise: verl
+0.9.1's v1 trainer turns an exception in the reward function into a failed prompt group that it
+leaves out of the step without a metric (an ERROR traceback in the agent-loop worker's log; the
+step trains on fewer prompts), and stops only when every group of a step failed, with
+``Sync replay buffer selected terminal groups with no materializable trajectories``, which names
+no cause; the legacy trainer stops at the first one. The trainer hooks of :mod:`dagrpo_verl.trainer`
+log the batch sums of ``grade_timeout``, ``grade_error`` and ``reward_error`` as
+:data:`FAULT_METRICS` every step, and :func:`check_error_budget` stops the run with
+:class:`RewardErrorsExceeded` when more than ``reward_kwargs.max_error_frac`` (default
+:data:`DEFAULT_MAX_ERROR_FRAC`) of a step's samples raised: a few bad rows do not end a multi-day
+run, a reward that fails systematically does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
+import logging
 import math
-from collections.abc import Mapping
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,6 +70,7 @@ from dagrpo_verl.fields import (
     IS_VALIDATION,
     JUDGE_SCORE,
     QUESTION,
+    REWARD_ERROR,
 )
 from dagrpo_verl.grading import ground_truth_text
 from dagrpo_verl.grading_pool import GradeStatus, GradingConfig, get_grading_pool, grading_config_from, utf8_safe
@@ -54,7 +78,33 @@ from dagrpo_verl.judge.config import CONFIG_PREFIX, JudgeConfig, judge_config_fr
 from dagrpo_verl.judge.core import get_judge
 from dagrpo_verl.judge.scorers import JudgeItem
 
-__all__ = ["QUESTION", "compute_score"]
+__all__ = [
+    "DEFAULT_MAX_ERROR_FRAC",
+    "FAULT_METRICS",
+    "QUESTION",
+    "RewardErrorsExceeded",
+    "check_error_budget",
+    "check_reward_kwargs",
+    "compute_score",
+    "fault_metrics",
+    "max_error_frac_from",
+    "pop_error_examples",
+    "pop_error_examples_from",
+]
+
+logger = logging.getLogger(__name__)
+logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
+
+#: Reward extra-info fault keys -> the step metric of their batch sum.
+FAULT_METRICS = {
+    GRADE_TIMEOUT: "reward/grade_timeouts",
+    GRADE_ERROR: "reward/grade_errors",
+    REWARD_ERROR: "reward/errors",
+}
+#: ``reward_kwargs.max_error_frac``: largest share of a training step's samples whose scoring may
+#: raise before the run stops (one bad row in a 1,024-sample step is 0.8%).
+DEFAULT_MAX_ERROR_FRAC = 0.1
+_MAX_ERROR_FRAC_KEY = "reward.custom_reward_function.reward_kwargs.max_error_frac"
 
 _NO_QUESTION = "(The problem statement is not available; judge the candidate against the reference.)"
 
@@ -68,11 +118,13 @@ async def compute_score(
     require_boxed: bool = False,
     grading: Any = None,
     judge_validation: bool = False,
+    max_error_frac: float = DEFAULT_MAX_ERROR_FRAC,
     reward_router_address: str | None = None,
     reward_model_tokenizer: Any = None,
     **unknown: Any,
 ) -> dict[str, float]:
-    """Reward of one response: ``{"score": R, "acc": R, "judge_score": S, "grade_timeout": T, "grade_error": E}``.
+    """Reward of one response: ``{"score": R, "acc": R, "judge_score": S, "grade_timeout": T,
+    "grade_error": E, "reward_error": X}`` (X = 1.0: scoring raised, R = 0 and S = NaN; see the module docstring).
 
     Args:
         data_source: the row's ``data_source`` (selects letter grading for ARC/GPQA/MMLU).
@@ -87,22 +139,64 @@ async def compute_score(
             ``memory_mb``; see :class:`~dagrpo_verl.grading_pool.GradingConfig`).
         judge_validation: judge validation samples too (``reward_kwargs.judge_validation``); by
             default they get S = NaN and no judge call.
+        max_error_frac: read by the trainer hooks (:func:`check_error_budget`), checked here: the
+            largest share of a training step's samples with ``reward_error`` = 1 before the run stops.
         reward_router_address: passed by verl when a reward model is served; used as the
             judge's ``base_url`` when ``judge.backend=openai`` and no ``base_url`` is set.
         reward_model_tokenizer: passed by verl with the router address; not needed here.
     """
     del reward_model_tokenizer  # the judge talks text to an OpenAI-compatible endpoint
+    config, grading_config = _settings(
+        judge, require_boxed, grading, judge_validation, max_error_frac, reward_router_address, unknown
+    )
+    try:
+        return await _score_sample(
+            data_source, solution_str, ground_truth, extra_info, config, grading_config, require_boxed, judge_validation
+        )
+    except Exception as error:  # a data row or a bug: counted (reward_error), never out of the reward function
+        _SAMPLE_ERRORS.record(error, data_source, extra_info)
+        return _result(0.0, math.nan, reward_error=1.0)
+
+
+def check_reward_kwargs(reward_kwargs: Mapping[str, Any] | None, reward_router_address: str | None = None) -> None:
+    """Raise the ``ValueError`` that :func:`compute_score` would raise at its first call for these
+    ``reward.custom_reward_function.reward_kwargs`` (start-up checks, before any rollout).
+
+    Args:
+        reward_kwargs: the settings (a dict or DictConfig; None = defaults).
+        reward_router_address: verl's reward-model router, when one is served (an ``openai`` judge
+            without ``base_url`` uses it).
+    """
+    if reward_kwargs is not None and not isinstance(reward_kwargs, Mapping):  # a DictConfig is a Mapping
+        raise ValueError(f"reward.custom_reward_function.reward_kwargs must be a mapping, got {reward_kwargs!r}.")
+    kwargs = dict(reward_kwargs or {})
+    _settings(
+        kwargs.pop("judge", None),
+        kwargs.pop("require_boxed", False),
+        kwargs.pop("grading", None),
+        kwargs.pop("judge_validation", False),
+        kwargs.pop("max_error_frac", DEFAULT_MAX_ERROR_FRAC),
+        reward_router_address,
+        kwargs,
+    )
+
+
+def _settings(
+    judge: Any,
+    require_boxed: Any,
+    grading: Any,
+    judge_validation: Any,
+    max_error_frac: Any,
+    reward_router_address: str | None,
+    unknown: Mapping[str, Any],
+) -> tuple[JudgeConfig, GradingConfig]:
+    """The checked settings of :func:`compute_score` (the same for every sample): a named ``ValueError`` if bad."""
     if unknown:
         raise ValueError(
             f"Unknown key(s) {sorted('reward.custom_reward_function.reward_kwargs.' + k for k in unknown)} for "
             f"pkg://dagrpo_verl.reward:compute_score; its settings are require_boxed, judge_validation, "
-            f"grading.<key> and {CONFIG_PREFIX}.<key>."
+            f"max_error_frac, grading.<key> and {CONFIG_PREFIX}.<key>."
         )
-    ground_truth = ground_truth_text(ground_truth, f"reward_model.ground_truth (data_source={data_source!r})")
-    if extra_info is None:
-        extra_info = {}
-    elif not isinstance(extra_info, Mapping):
-        raise ValueError(f"extra_info must be a dict (the row's extra_info), got {type(extra_info).__name__}.")
     if not isinstance(require_boxed, (bool, np.bool_)):
         raise ValueError(
             f"reward.custom_reward_function.reward_kwargs.require_boxed={require_boxed!r} must be true or false."
@@ -111,9 +205,27 @@ async def compute_score(
         raise ValueError(
             f"reward.custom_reward_function.reward_kwargs.judge_validation={judge_validation!r} must be true or false."
         )
+    max_error_frac_from(max_error_frac)
+    return _config(judge, reward_router_address), _grading_config(grading)
+
+
+async def _score_sample(
+    data_source: Any,
+    solution_str: Any,
+    ground_truth: Any,
+    extra_info: Any,
+    config: JudgeConfig,
+    grading_config: GradingConfig,
+    require_boxed: bool,
+    judge_validation: bool,
+) -> dict[str, float]:
+    """:func:`compute_score` of one sample with checked settings; raises on a row it cannot read."""
+    ground_truth = ground_truth_text(ground_truth, f"reward_model.ground_truth (data_source={data_source!r})")
+    if extra_info is None:
+        extra_info = {}
+    elif not isinstance(extra_info, Mapping):
+        raise ValueError(f"extra_info must be a dict (the row's extra_info), got {type(extra_info).__name__}.")
     solution_str = utf8_safe(solution_str)
-    config = _config(judge, reward_router_address)
-    grading_config = _grading_config(grading)
 
     judge_task = None
     if config.backend == "none":
@@ -142,13 +254,25 @@ async def compute_score(
     finally:
         if judge_task is not None and not judge_task.done():
             judge_task.cancel()
-    acc = 1.0 if graded.correct else 0.0
+    return _result(
+        1.0 if graded.correct else 0.0,
+        judge_score,
+        grade_timeout=float(graded.status is GradeStatus.TIMEOUT),
+        grade_error=float(graded.status is GradeStatus.ERROR),
+    )
+
+
+def _result(
+    acc: float, judge_score: float, *, grade_timeout: float = 0.0, grade_error: float = 0.0, reward_error: float = 0.0
+) -> dict[str, float]:
+    """The reward dict: the same keys for every sample (verl requires it)."""
     return {
         "score": acc,
         ACC: acc,
         JUDGE_SCORE: judge_score,
-        GRADE_TIMEOUT: float(graded.status is GradeStatus.TIMEOUT),
-        GRADE_ERROR: float(graded.status is GradeStatus.ERROR),
+        GRADE_TIMEOUT: grade_timeout,
+        GRADE_ERROR: grade_error,
+        REWARD_ERROR: reward_error,
     }
 
 
@@ -203,3 +327,161 @@ def _grading_config(grading: Any) -> GradingConfig:
 @functools.lru_cache(maxsize=16)
 def _cached_grading_config(items: tuple) -> GradingConfig:
     return grading_config_from(dict(items))
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+class RewardErrorsExceeded(RuntimeError):
+    """More than ``reward_kwargs.max_error_frac`` of a training step's samples raised while being scored."""
+
+
+def max_error_frac_from(value: Any) -> float:
+    """``reward_kwargs.max_error_frac`` checked: a number in [0, 1] (0: any error stops the run, 1: none does)."""
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not (number and 0.0 <= float(value) <= 1.0):
+        raise ValueError(
+            f"{_MAX_ERROR_FRAC_KEY}={value!r} must be a number in [0, 1]: the largest share of a training step's "
+            "samples whose scoring may raise before the run stops."
+        )
+    return float(value)
+
+
+def fault_metrics(columns: Mapping[str, Sequence[Any]]) -> dict[str, float]:
+    """:data:`FAULT_METRICS` of one batch: the sums of the fault keys ``grade_timeout``, ``grade_error`` and
+    ``reward_error``.
+
+    Args:
+        columns: reward extra-info key -> per-sample values (verl's legacy ``non_tensor_batch``, or the v1
+            ``extra_fields["reward_extra_info"]`` of every sample as columns). An absent key gives no
+            metric (a reward function that does not return it); None and NaN count 0.
+    """
+    return {name: float(sum(map(_flag, columns[key]))) for key, name in FAULT_METRICS.items() if key in columns}
+
+
+def check_error_budget(
+    columns: Mapping[str, Sequence[Any]],
+    config: Any,
+    examples: Callable[[], list[str]] = list,
+    step: int | None = None,
+) -> None:
+    """Stop the run when too many samples of a training step raised while being scored.
+
+    Args:
+        columns: as for :func:`fault_metrics`; nothing is checked without ``reward_error``.
+        config: verl's full config (``reward.custom_reward_function.reward_kwargs.max_error_frac``,
+            default :data:`DEFAULT_MAX_ERROR_FRAC`).
+        examples: called only to build the error: recent errors (:func:`pop_error_examples_from`).
+        step: the training step, for the message.
+
+    Raises:
+        RewardErrorsExceeded: more than ``max_error_frac`` of the samples have ``reward_error`` = 1.
+    """
+    if REWARD_ERROR not in columns:
+        return
+    from omegaconf import OmegaConf
+
+    limit = max_error_frac_from(OmegaConf.select(config, _MAX_ERROR_FRAC_KEY, default=DEFAULT_MAX_ERROR_FRAC))
+    flags = [_flag(value) for value in columns[REWARD_ERROR]]
+    errors = sum(flag > 0 for flag in flags)
+    if not flags or errors <= limit * len(flags):
+        return
+    found = "; ".join(examples()) or "see the WARNING lines of the reward workers"
+    where = "" if step is None else f" of training step {step}"
+    raise RewardErrorsExceeded(
+        f"{errors} of {len(flags)} samples{where} ({errors / len(flags):.0%}) raised while being scored "
+        f"(reward_error = 1: scored 0 with a missing judge score), more than {_MAX_ERROR_FRAC_KEY}={limit:g}. "
+        f"Recent errors: {found}. Fix those data rows or the reward function, or raise {_MAX_ERROR_FRAC_KEY}."
+    )
+
+
+def _flag(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
+
+
+_WARN_EVERY_S = 30.0
+_EXAMPLES_KEPT = 3
+_MESSAGE_CHARS = 300
+
+
+def _describe(error: BaseException, data_source: Any, extra_info: Any) -> str:
+    """One line naming the error, where it was raised and the row (``data_source``, ``extra_info.index``)."""
+    try:
+        message = " ".join(str(error).split())
+    except Exception:  # a broken __str__
+        message = "(no message)"
+    if len(message) > _MESSAGE_CHARS:
+        message = message[:_MESSAGE_CHARS] + "..."
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?"
+    index = extra_info.get("index") if isinstance(extra_info, Mapping) else None
+    return (
+        f"{type(error).__name__}: {message} (data_source={str(data_source)[:80]!r}, "
+        f"extra_info.index={str(index)[:40]!r}, at {where})"
+    )
+
+
+class _SampleErrors:
+    """Samples whose scoring raised in this process: the last few, and WARNINGs at most once per 30 s."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._examples: collections.deque[str] = collections.deque(maxlen=_EXAMPLES_KEPT)
+        self._unreported = 0
+        self._last_warning = -math.inf
+
+    def record(self, error: BaseException, data_source: Any, extra_info: Any) -> None:
+        example = _describe(error, data_source, extra_info)
+        with self._lock:
+            self._examples.append(example)
+            self._unreported += 1
+            now = time.monotonic()
+            if now - self._last_warning < _WARN_EVERY_S:
+                return
+            count, self._unreported, self._last_warning = self._unreported, 0, now
+        logger.warning(
+            "reward: %d sample(s) raised while being scored; they score 0 with a missing judge score "
+            "(reward_error = 1, logged as reward/errors; a step over %s stops the run). Latest: %s",
+            count,
+            _MAX_ERROR_FRAC_KEY,
+            example,
+            exc_info=error,
+        )
+
+    def pop(self) -> list[str]:
+        with self._lock:
+            examples = list(self._examples)
+            self._examples.clear()
+        return examples
+
+
+_SAMPLE_ERRORS = _SampleErrors()
+
+
+def pop_error_examples() -> list[str]:
+    """The last few errors (one line each) of samples scored in this process since the previous pop."""
+    return _SAMPLE_ERRORS.pop()
+
+
+def _pop_error_examples_in_actor(actor_instance) -> list[str]:
+    """Run inside a Ray actor by ``__ray_call__`` (which passes the actor instance first)."""
+    del actor_instance
+    return pop_error_examples()
+
+
+def pop_error_examples_from(actors: Sequence[Any], timeout_s: float = 30.0) -> list[str]:
+    """:func:`pop_error_examples` of the processes behind Ray ``actors`` (verl's reward-loop workers);
+    an empty list when they do not answer within ``timeout_s`` (the caller is already reporting an error)."""
+    import ray
+
+    try:
+        calls = [actor.__ray_call__.remote(_pop_error_examples_in_actor) for actor in actors]
+        found = ray.get(calls, timeout=timeout_s)
+    except Exception as error:
+        logger.warning("reward: could not collect the reward workers' recent errors (%s)", type(error).__name__)
+        return []
+    return [example for examples in found for example in examples]

@@ -57,6 +57,8 @@ from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE
 from dagrpo_verl.judge import pop_metrics_from
 from dagrpo_verl.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss, finish_loss_metrics
 from dagrpo_verl.metrics_file import keep_metrics_file
+from dagrpo_verl.resume import check_settings, save_settings
+from dagrpo_verl.reward import FAULT_METRICS, check_error_budget, fault_metrics, pop_error_examples_from
 
 __all__ = [
     "DAGRPO_ESTIMATOR",
@@ -237,6 +239,20 @@ class DaGRPOTrainerMixin:
         super()._setup()
         install_dagrpo_loss(self.config, self.actor_rollout_wg)
 
+    # resumed runs compare their settings with the checkpoint's (issue 11, docs/reliability.md) ----------
+    def _save_checkpoint(self):
+        """verl's checkpoint, plus the run's settings next to it (:func:`dagrpo_verl.resume.save_settings`)."""
+        super()._save_checkpoint()
+        save_settings(self.config, self.global_steps)
+
+    def _load_checkpoint(self):
+        """verl's resume, then the checkpoint's settings compared with this run's (WARNING on a change)."""
+        loaded = super()._load_checkpoint()
+        check_settings(self.config, self.global_steps)
+        return loaded
+
+    # -------------------------------------------------------------------------------------------------------
+
     def _update_actor(self, batch, metrics: dict):
         """verl's actor update; the loss's summed anchor metrics become token-weighted ratios
         (:func:`dagrpo_verl.losses.finish_loss_metrics`)."""
@@ -259,8 +275,10 @@ class DaGRPOTrainerMixin:
         rollout correction, nested ``advantages``/``returns``), with these differences: anchors
         are left out of the rollout correction, synthetic padding rows (``tags['is_padding']``)
         are left out of the groups, and the ``dagrpo/*`` (on-policy diagnostics included) and
-        ``judge/*`` metrics are added.
+        ``judge/*`` metrics are added. For every estimator, the reward's fault counts are logged first
+        (:meth:`_record_reward_faults`).
         """
+        self._record_reward_faults(batch, metrics)
         if self.config.algorithm.adv_estimator != DAGRPO_ESTIMATOR:
             return super()._compute_advantage(batch, metrics)
         import transfer_queue as tq
@@ -331,6 +349,27 @@ class DaGRPOTrainerMixin:
                 fields.append("rollout_is_weights")
         output = TensorDict({f: response_to_nested(data.batch[f], response_mask) for f in fields}, batch_size=size)
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
+
+    # reward faults (issue 11, docs/reliability.md) ---------------------------------------------------------
+    def _record_reward_faults(self, batch, metrics: dict) -> None:
+        """``reward/grade_timeouts``, ``reward/grade_errors``, ``reward/errors``: sums of the reward extra info
+        in ``extra_fields`` over the batch's samples (synthetic padding rows left out); stops the run with
+        :class:`~dagrpo_verl.reward.RewardErrorsExceeded` past ``reward_kwargs.max_error_frac``."""
+        import transfer_queue as tq
+
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
+        extras = data["extra_fields"] if "extra_fields" in data else [None] * len(batch)
+        infos = [
+            (extra or {}).get(_REWARD_EXTRA_INFO) or {}
+            for extra, tag in zip(extras, batch.tags, strict=True)
+            if not tag.get("is_padding", False)
+        ]
+        columns = {key: [info.get(key) for info in infos] for key in FAULT_METRICS if any(key in i for i in infos)}
+        metrics.update(fault_metrics(columns))
+        examples = partial(pop_error_examples_from, self._judge_actor_handles())
+        check_error_budget(columns, self.config, examples, step=getattr(self, "global_steps", None))
+
+    # -------------------------------------------------------------------------------------------------------
 
     @staticmethod
     def _judge_scores_from_extra_fields(batch) -> list | None:
@@ -468,6 +507,20 @@ class DaGRPORayPPOTrainer(RayPPOTrainer):
         with legacy_advantage_hook(self):
             return super().fit()
 
+    # resumed runs compare their settings with the checkpoint's (issue 11, docs/reliability.md) ----------
+    def _save_checkpoint(self):
+        """verl's checkpoint, plus the run's settings next to it (:func:`dagrpo_verl.resume.save_settings`)."""
+        super()._save_checkpoint()
+        save_settings(self.config, self.global_steps)
+
+    def _load_checkpoint(self):
+        """verl's resume, then the checkpoint's settings compared with this run's (WARNING on a change)."""
+        loaded = super()._load_checkpoint()
+        check_settings(self.config, self.global_steps)
+        return loaded
+
+    # -------------------------------------------------------------------------------------------------------
+
     def _compute_old_log_prob(self, batch: DataProto):
         """verl's old log-probs; keeps the token entropy (verl drops it) for the on-policy diagnostics."""
         output, mfu = super()._compute_old_log_prob(batch)
@@ -497,8 +550,14 @@ class DaGRPORayPPOTrainer(RayPPOTrainer):
         return data
 
     def _update_actor(self, batch: DataProto) -> DataProto:
-        """verl's actor update with ``is_anchor`` as a tensor field, plus the ``dagrpo/*``/``judge/*`` metrics."""
+        """verl's actor update with ``is_anchor`` as a tensor field, plus the ``dagrpo/*``/``judge/*`` metrics and
+        the reward's fault counts (``reward/*``; the run stops first past ``reward_kwargs.max_error_frac``)."""
+        # reward faults (issue 11): counted every step, the run stops past reward_kwargs.max_error_frac
+        faults = {key: batch.non_tensor_batch[key] for key in FAULT_METRICS if key in batch.non_tensor_batch}
+        examples = partial(pop_error_examples_from, self.reward_loop_manager.reward_loop_workers or [])
+        check_error_budget(faults, self.config, examples, step=self.global_steps)
         output = super()._update_actor(anchors_as_tensor(batch))
+        output.meta_info["metrics"].update(fault_metrics(faults))
         finish_loss_metrics(output.meta_info["metrics"])
         output.meta_info["metrics"].update(self._dagrpo_metrics)
         output.meta_info["metrics"].update(pop_metrics_from(self.reward_loop_manager.reward_loop_workers or []))

@@ -88,6 +88,7 @@ def validate_dagrpo_config(config: DictConfig) -> DaGRPOConfig | None:
     use_v1 = bool(_select(config, "trainer.use_v1", True))
     _check_cpu_sampler(config)
     _check_context_length(config)
+    _check_reward_kwargs(config)
     if loss_mode == DAGRPO_LOSS_MODE or estimator == _ESTIMATOR:
         _warn_length_varying_normaliser(config)
     if loss_mode == DAGRPO_LOSS_MODE:
@@ -247,6 +248,26 @@ def _check_loss(config: DictConfig, use_v1: bool) -> None:
             "policy loss by 'bypass_mode' (the dagrpo loss would be dropped); set "
             "algorithm.rollout_correction.bypass_mode=false or trainer.use_v1=true."
         )
+
+
+# reward settings (issue 11, docs/reliability.md) -----------------------------------------------------------
+def _check_reward_kwargs(config: DictConfig) -> None:
+    """``reward_kwargs`` of ``dagrpo_verl.reward`` checked before Ray starts: verl 0.9.1's v1 trainer turns an
+    exception in the reward function into failed prompt groups, and stops with an error that does not name it."""
+    path = _select(config, "reward.custom_reward_function.path")
+    if not path or str(path).removeprefix("pkg://").replace("/", ".").removesuffix(".py") != "dagrpo_verl.reward":
+        return
+    from dagrpo_verl.reward import check_reward_kwargs
+
+    router = "127.0.0.1:8000" if _select(config, "reward.reward_model.enable", False) else None  # verl's, at run time
+    reward_kwargs = _select(config, "reward.custom_reward_function.reward_kwargs")
+    try:
+        check_reward_kwargs(reward_kwargs, reward_router_address=router)
+    except ValueError as error:
+        raise DaGRPOConfigError(str(error)) from error
+
+
+# -----------------------------------------------------------------------------------------------------------
 
 
 def _check_judge_reward(config: DictConfig) -> None:

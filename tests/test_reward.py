@@ -15,13 +15,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from dagrpo_verl.fields import ACC, GRADE_ERROR, GRADE_TIMEOUT, JUDGE_SCORE
+from dagrpo_verl.fields import ACC, GRADE_ERROR, GRADE_TIMEOUT, JUDGE_SCORE, REWARD_ERROR
 from dagrpo_verl.judge import aclose_judges, pop_metrics
 from dagrpo_verl.judge.testing import LocalJudgeServer, fixed_score
 from dagrpo_verl.reward import compute_score
 
-KEYS = {"score", ACC, JUDGE_SCORE, GRADE_TIMEOUT, GRADE_ERROR}
-GRADED = {GRADE_TIMEOUT: 0.0, GRADE_ERROR: 0.0}  # grading finished in time without failing
+KEYS = {"score", ACC, JUDGE_SCORE, GRADE_TIMEOUT, GRADE_ERROR, REWARD_ERROR}
+GRADED = {GRADE_TIMEOUT: 0.0, GRADE_ERROR: 0.0, REWARD_ERROR: 0.0}  # graded in time, without failing
 
 
 def verl_reward_fn(judge_settings: dict):
@@ -112,10 +112,27 @@ def test_bad_reward_kwargs_name_the_key():
         score(compute_score, data_source="math", solution_str="x", ground_truth="1", judg={"backend": "rule"})
     with pytest.raises(ValueError, match=r"reward_kwargs\.judge\.backend"):
         score(verl_reward_fn({"backend": "gpt4"}), data_source="math", solution_str="x", ground_truth="1")
-    with pytest.raises(ValueError, match=r"reward_model\.ground_truth"):
-        score(compute_score, data_source="math", solution_str="x", ground_truth=["1", "2"])
-    with pytest.raises(ValueError, match=r"extra_info\['anchor'\]"):
-        score(compute_score, data_source="math", solution_str="x", ground_truth="1", extra_info={"anchor": 3})
+    with pytest.raises(ValueError, match=r"reward_kwargs\.max_error_frac=2"):
+        score(compute_score, data_source="math", solution_str="x", ground_truth="1", max_error_frac=2)
+
+
+def test_bad_rows_are_counted_failures_not_exceptions(caplog, monkeypatch):
+    """A row the reward cannot read scores 0 with a missing judge score and reward_error = 1; the WARNING
+    and the kept example name the error and the row (docs/reliability.md)."""
+    from dagrpo_verl import reward
+
+    monkeypatch.setattr(reward, "_SAMPLE_ERRORS", reward._SampleErrors())  # this process's record, fresh
+    failed = {"score": 0.0, ACC: 0.0, GRADE_TIMEOUT: 0.0, GRADE_ERROR: 0.0, REWARD_ERROR: 1.0}
+    with caplog.at_level("WARNING", logger="dagrpo_verl.reward"):
+        for truth, extra_info in [(["1", "2"], {"index": 7}), ("1", {"anchor": 3, "index": 8}), ("1", ["q"])]:
+            result = score(compute_score, data_source="math", solution_str="\\boxed{1}", ground_truth=truth,
+                           extra_info=extra_info)
+            assert math.isnan(result.pop(JUDGE_SCORE)) and result == failed
+    examples = reward.pop_error_examples()
+    assert len(examples) == 3
+    assert "reward_model.ground_truth" in examples[0] and "extra_info.index='7'" in examples[0]
+    assert "extra_info['anchor']" in examples[1] and "extra_info must be a dict" in examples[2]
+    assert "1 sample(s) raised" in caplog.text  # one WARNING per 30 s, not one per sample
 
 
 def test_bad_grading_settings_name_the_key():

@@ -15,7 +15,7 @@
 
 Whatever the response (random Unicode with lone surrogates, NUL bytes, LaTeX fragments, deep
 nesting, megabytes, None) and whatever the ground truth (text or a finite number), every call
-returns the same five keys with 0/1 values, raises nothing, and ends within
+returns the same six keys with 0/1 values, raises nothing, and ends within
 ``BOUND_S`` = the grading bound plus a generous allowance for starting a replacement grading
 process (a multiple of the ~2 s measured, not a micro-benchmark). Real grading processes and
 math-verify; the judge is off (``backend: none``: its own tests cover it).
@@ -31,13 +31,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dagrpo_verl.fields import ACC, GRADE_ERROR, GRADE_TIMEOUT, JUDGE_SCORE
+from dagrpo_verl.fields import ACC, GRADE_ERROR, GRADE_TIMEOUT, JUDGE_SCORE, REWARD_ERROR
 from dagrpo_verl.grading import GroundTruthError
 from dagrpo_verl.reward import compute_score
 
 TIMEOUT_S = 2.0
 BOUND_S = TIMEOUT_S + 30.0
-KEYS = {"score", ACC, JUDGE_SCORE, GRADE_TIMEOUT, GRADE_ERROR}
+KEYS = {"score", ACC, JUDGE_SCORE, GRADE_TIMEOUT, GRADE_ERROR, REWARD_ERROR}
 SETTINGS = {"judge": {"backend": "none"}, "grading": {"timeout_s": TIMEOUT_S, "workers": 1}}
 
 _FRAGMENTS = [
@@ -123,6 +123,7 @@ def _check(result: dict, seconds: float) -> None:
     assert set(result) == KEYS
     assert result["score"] in (0.0, 1.0) and result[ACC] == result["score"]
     assert result[GRADE_TIMEOUT] in (0.0, 1.0) and result[GRADE_ERROR] in (0.0, 1.0)
+    assert result[REWARD_ERROR] == 0.0  # a response never makes scoring raise: only a row can
     assert math.isnan(result[JUDGE_SCORE])
     if result[GRADE_TIMEOUT] or result[GRADE_ERROR]:
         assert result["score"] == 0.0
@@ -162,11 +163,17 @@ def test_named_hostile_responses(name, response, truth, source, expected):
 
 
 @pytest.mark.parametrize("truth", [float("nan"), float("inf"), True, None, ["7"]])
-def test_a_bad_ground_truth_is_a_named_data_error(truth):
-    with pytest.raises(GroundTruthError, match=r"reward_model\.ground_truth"):
-        _score("\\boxed{7}", truth)
+def test_a_bad_ground_truth_is_a_counted_failure_naming_the_field(truth):
+    """docs/reliability.md: the row scores 0, reward_error = 1, and the kept example names the field."""
+    from dagrpo_verl.reward import pop_error_examples
+
+    pop_error_examples()
+    result, seconds = _score("\\boxed{7}", truth)
+    assert result[REWARD_ERROR] == 1.0 and result["score"] == 0.0 and math.isnan(result[JUDGE_SCORE])
+    assert seconds <= BOUND_S
+    assert any(GroundTruthError.__name__ in e and "reward_model.ground_truth" in e for e in pop_error_examples())
 
 
-def test_extra_info_must_be_a_mapping():
-    with pytest.raises(ValueError, match="extra_info must be a dict"):
-        _score("\\boxed{7}", "7", extra_info=["question"])
+def test_extra_info_of_the_wrong_type_is_a_counted_failure():
+    result, _ = _score("\\boxed{7}", "7", extra_info=["question"])
+    assert result[REWARD_ERROR] == 1.0 and result["score"] == 0.0
