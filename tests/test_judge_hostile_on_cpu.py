@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -414,3 +415,20 @@ def test_chat_template_control_tokens_in_texts_stay_text(tmp_path):
     ids = list(encoded["input_ids"])
     assert ids.count(tokenizer.convert_tokens_to_ids(IM_START)) == 3
     assert ids.count(tokenizer.convert_tokens_to_ids(IM_END)) == 2
+
+
+def test_rule_judge_grading_is_bounded_in_a_worker_thread():
+    """``\\boxed{10^{10^{10}}}`` against a boxed reference, judged from a worker thread (where
+    verl runs reward functions and math-verify's signal timeouts are off): grading it on the
+    event loop hung for good. The rule judge grades in a killable process: the item is missing
+    at the deadline (or when the grade times out), the other item is scored, nothing hangs."""
+    judge = Judge(judge_config_from({"backend": "rule", "deadline_s": 3.0}))
+    items = [JudgeItem("q", "so \\boxed{10^{10^{10}}}", "\\boxed{13}"), ITEM]
+    results = []
+    worker = threading.Thread(target=lambda: results.append(judge.score_sync(items)), daemon=True)
+    worker.start()
+    worker.join(3.0 + 5.0)
+    assert not worker.is_alive(), "the rule judge hung on a grade"
+    scores = results[0]
+    assert math.isnan(scores[0]) and scores[1] == 10.0
+    assert pop_metrics()["judge/failures"] == 1

@@ -11,10 +11,10 @@ import abc
 import asyncio
 import re
 import sys
-import threading
 from dataclasses import dataclass
 
-from dagrpo_verl.grading import extract_boxed, grade_math
+from dagrpo_verl.grading import extract_boxed
+from dagrpo_verl.grading_pool import GradeStatus, get_grading_pool
 from dagrpo_verl.judge import metrics
 from dagrpo_verl.judge.prompt import JudgePrompt, build_prompt, parse_verdict
 
@@ -80,6 +80,9 @@ class RuleScorer(Scorer):
     S = 1 + 6·[final answer matches the reference's, by math-verify]
           + 3·(share of the reference's numbers that also occur in the response).
 
+    The answer is graded in :mod:`dagrpo_verl.grading_pool` (bounded in any thread); a grade
+    that times out or fails leaves the score missing.
+
     The reference's final answer is its last ``\\boxed{}`` (or the whole reference when it is
     only an answer). It rewards a correct answer most and reasoning that passes through the
     reference's intermediate quantities second; it cannot judge validity and is not a model
@@ -92,18 +95,19 @@ class RuleScorer(Scorer):
     async def judge(self, item: JudgeItem, deadline: float) -> float | None:
         metrics.record(calls=1)
         answer = extract_boxed(item.reference) if item.reference_kind == "solution" else item.reference
-        if not answer:
-            correct = False
-        elif threading.current_thread() is threading.main_thread():
-            correct = grade_math(item.response, answer)  # math-verify's signal timeouts work here
-        else:  # keep the event loop free; the deadline of Judge.score bounds the wait
-            correct = await asyncio.to_thread(grade_math, item.response, answer)
+        correct = False
+        if answer:
+            # bounded in any thread (a killable grading process); the event loop stays free
+            graded = await get_grading_pool().agrade(item.response, answer)
+            if graded.status != GradeStatus.OK:  # correctness unknown: no score rather than a guess
+                return None
+            correct = graded.correct
         reference_numbers = set(self._NUMBER.findall(item.reference))
         if reference_numbers:
             coverage = len(reference_numbers & set(self._NUMBER.findall(item.response))) / len(reference_numbers)
         else:
             coverage = 1.0 if correct else 0.0
-        return 1.0 + 6.0 * bool(correct) + 3.0 * coverage
+        return 1.0 + 6.0 * correct + 3.0 * coverage
 
 
 class LLMScorer(Scorer):
