@@ -42,6 +42,7 @@ reward function can skip the judge on validation responses.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import os
@@ -61,6 +62,7 @@ from verl.utils.ray_utils import auto_await
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from dagrpo_verl.anchors import GroupPlan, plan_anchor_groups, rollout_correct, skip_failed_anchors
+from dagrpo_verl.capabilities import group_transform_supported
 from dagrpo_verl.config import AnchorConfig, dagrpo_config_from
 from dagrpo_verl.fields import ACC, ANCHOR_FAILED, ANCHOR_TEXT, IS_ANCHOR, IS_VALIDATION, JUDGE_SCORE
 
@@ -68,10 +70,12 @@ logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
 __all__ = [
+    "AnchorMixer",
     "DaGRPOAgentLoopManager",
     "DaGRPOAgentLoopManagerTQ",
     "DaGRPOAgentLoopWorker",
     "DaGRPOAgentLoopWorkerTQ",
+    "DaGRPOGroupWorkerTQ",
     "anchor_response_ids",
     "anchor_text_of",
     "check_anchor_setup",
@@ -189,7 +193,109 @@ class _Session:
     judge_score: float = field(default=float("nan"))
 
 
-class DaGRPOAgentLoopWorkerTQ(AgentLoopWorkerTQ.__ray_actor_class__):
+class _AnchorMixing:
+    """Anchor mixing of one settled group, shared by the worker of verl 0.9.1
+    (:class:`DaGRPOAgentLoopWorkerTQ`) and the group transform of a verl with the hook
+    (:class:`AnchorMixer`). Needs ``anchor_config``, ``tokenizer``, ``rollout_config`` and
+    ``_score(outputs, validate, kwargs)`` (reward and teacher step of a session)."""
+
+    anchor_config: AnchorConfig
+
+    async def _score(self, outputs: list[AgentLoopOutput], validate: bool, kwargs: dict) -> None:
+        raise NotImplementedError
+
+    def _dagrpo_fields(self, session: _Session, failed: int) -> dict[str, torch.Tensor]:
+        """The DaGRPO fields put with every output of ``session`` (see the module docstring)."""
+        fields = {
+            IS_ANCHOR: torch.tensor(session.is_anchor),
+            JUDGE_SCORE: torch.tensor(session.judge_score, dtype=torch.float32),
+        }
+        if self.anchor_config.enable:
+            fields[ANCHOR_FAILED] = torch.tensor(failed, dtype=torch.int64)
+        return fields
+
+    async def _mix_anchors(self, sessions: list[_Session], n: int) -> tuple[list[_Session], int]:
+        """Apply the group's :class:`~dagrpo_verl.anchors.GroupPlan`.
+
+        Returns:
+            ``(sessions, failed)``: the group's sessions with anchors replacing or appended to
+            rollouts, and the number of anchors that failed verification.
+        """
+        sessions = sorted(sessions, key=lambda s: s.session_id)
+        finals = [s.outputs[-1] for s in sessions]
+        if any(o.reward_score is None for o in finals):
+            raise ValueError(
+                f"uid={sessions[0].kwargs['uid']}: a rollout has no reward score; anchor mixing needs the reward "
+                "inside the agent loop (see check_anchor_setup)."
+            )
+        text = anchor_text_of(sessions[0].kwargs.get("extra_info"))
+        (plan,) = plan_anchor_groups(
+            uids=[s.kwargs["uid"] for s in sessions],
+            rewards=[o.reward_score for o in finals],
+            correct=rollout_correct([o.reward_score for o in finals], [_reward_extra_info(o).get(ACC) for o in finals]),
+            has_anchor=[text is not None] * len(sessions),
+            config=self.anchor_config,
+            tiebreak=[s.session_id for s in sessions],
+        )
+        if plan.num_anchors == 0:
+            return sessions, 0
+        anchor = await self._build_anchor(sessions[0], text)
+        score, acc = anchor.outputs[-1].reward_score, _reward_extra_info(anchor.outputs[-1]).get(ACC)
+        plan, failed = skip_failed_anchors(plan, bool(rollout_correct([score], [acc])[0]), self.anchor_config)
+        return self._place_anchors(sessions, anchor, plan, n), failed
+
+    async def _build_anchor(self, template: _Session, text: str) -> _Session:
+        """One rewarded anchor session with the prompt tokens of ``template``'s first output."""
+        rollout = template.outputs[0]
+        if rollout.routed_experts is not None:
+            raise NotImplementedError(
+                "anchors with router replay (routed_experts) are not supported: an expert solution has no routing "
+                "record. Set algorithm.dagrpo.anchor.enable=false or disable router replay."
+            )
+        response_ids = await asyncio.get_running_loop().run_in_executor(
+            None, anchor_response_ids, self.tokenizer, text, self.rollout_config.response_length
+        )
+        output = rollout.model_copy(
+            update={
+                "response_ids": response_ids,
+                "response_mask": [1] * len(response_ids),
+                "response_logprobs": None if rollout.response_logprobs is None else [0.0] * len(response_ids),
+                "reward_score": None,
+                "metrics": AgentLoopMetrics(),
+                "extra_fields": {
+                    k: v for k, v in rollout.extra_fields.items() if k not in _ROLLOUT_ONLY_EXTRA_FIELDS
+                },
+            }
+        )
+        kwargs = dict(template.kwargs, extra_info={**template.kwargs["extra_info"], IS_ANCHOR: True})
+        await self._score([output], validate=False, kwargs=kwargs)
+        score = _anchor_judge_score(_judge_score(output), self.anchor_config)
+        return _Session(-1, [output], kwargs, is_anchor=True, judge_score=score)
+
+    @staticmethod
+    def _place_anchors(sessions: list[_Session], anchor: _Session, plan: GroupPlan, n: int) -> list[_Session]:
+        """Copies of ``anchor`` under the replaced rollouts' session ids (replace) or ids n, n+1, ... (append)."""
+        if plan.num_anchors == 0:
+            return sessions
+        if plan.replace_rows.size:
+            session_ids = [sessions[row].session_id for row in plan.replace_rows]
+        else:
+            session_ids = list(range(n, n + plan.num_anchors))
+        kept = [s for s in sessions if s.session_id not in set(session_ids)]
+        copies = [
+            _Session(
+                sid,
+                [o.model_copy(deep=True) for o in anchor.outputs],
+                dict(anchor.kwargs, session_id=sid),
+                is_anchor=True,
+                judge_score=anchor.judge_score,
+            )
+            for sid in session_ids
+        ]
+        return kept + copies
+
+
+class DaGRPOAgentLoopWorkerTQ(_AnchorMixing, AgentLoopWorkerTQ.__ray_actor_class__):
     """verl's ``AgentLoopWorkerTQ`` that holds a group back until all its sessions settle,
     mixes anchors, and only then puts the group into TransferQueue.
 
@@ -280,96 +386,13 @@ class DaGRPOAgentLoopWorkerTQ(AgentLoopWorkerTQ.__ray_actor_class__):
         for session in sessions:
             for i, output in enumerate(session.outputs):
                 key, sample, tag = self._tq_sample(output, session.kwargs, i)
-                sample[IS_ANCHOR] = torch.tensor(session.is_anchor)
-                sample[JUDGE_SCORE] = torch.tensor(session.judge_score, dtype=torch.float32)
-                if self.anchor_config.enable:
-                    sample[ANCHOR_FAILED] = torch.tensor(failed, dtype=torch.int64)
+                sample.update(self._dagrpo_fields(session, failed))
                 keys.append(key)
                 fields.append(sample)
                 tags.append(tag)
         await tq.async_kv_batch_put(
             keys=keys, fields=list_of_dict_to_tensordict(fields), tags=tags, partition_id="val" if validate else "train"
         )
-
-    async def _mix_anchors(self, sessions: list[_Session], n: int) -> tuple[list[_Session], int]:
-        """Apply the group's :class:`~dagrpo_verl.anchors.GroupPlan`.
-
-        Returns:
-            ``(sessions, failed)``: the group's sessions with anchors replacing or appended to
-            rollouts, and the number of anchors that failed verification.
-        """
-        sessions = sorted(sessions, key=lambda s: s.session_id)
-        finals = [s.outputs[-1] for s in sessions]
-        if any(o.reward_score is None for o in finals):
-            raise ValueError(
-                f"uid={sessions[0].kwargs['uid']}: a rollout has no reward score; anchor mixing needs the reward "
-                "inside the agent loop (see check_anchor_setup)."
-            )
-        text = anchor_text_of(sessions[0].kwargs.get("extra_info"))
-        (plan,) = plan_anchor_groups(
-            uids=[s.kwargs["uid"] for s in sessions],
-            rewards=[o.reward_score for o in finals],
-            correct=rollout_correct([o.reward_score for o in finals], [_reward_extra_info(o).get(ACC) for o in finals]),
-            has_anchor=[text is not None] * len(sessions),
-            config=self.anchor_config,
-            tiebreak=[s.session_id for s in sessions],
-        )
-        if plan.num_anchors == 0:
-            return sessions, 0
-        anchor = await self._build_anchor(sessions[0], text)
-        score, acc = anchor.outputs[-1].reward_score, _reward_extra_info(anchor.outputs[-1]).get(ACC)
-        plan, failed = skip_failed_anchors(plan, bool(rollout_correct([score], [acc])[0]), self.anchor_config)
-        return self._place_anchors(sessions, anchor, plan, n), failed
-
-    async def _build_anchor(self, template: _Session, text: str) -> _Session:
-        """One rewarded anchor session with the prompt tokens of ``template``'s first output."""
-        rollout = template.outputs[0]
-        if rollout.routed_experts is not None:
-            raise NotImplementedError(
-                "anchors with router replay (routed_experts) are not supported: an expert solution has no routing "
-                "record. Set algorithm.dagrpo.anchor.enable=false or disable router replay."
-            )
-        response_ids = await asyncio.get_running_loop().run_in_executor(
-            None, anchor_response_ids, self.tokenizer, text, self.rollout_config.response_length
-        )
-        output = rollout.model_copy(
-            update={
-                "response_ids": response_ids,
-                "response_mask": [1] * len(response_ids),
-                "response_logprobs": None if rollout.response_logprobs is None else [0.0] * len(response_ids),
-                "reward_score": None,
-                "metrics": AgentLoopMetrics(),
-                "extra_fields": {
-                    k: v for k, v in rollout.extra_fields.items() if k not in _ROLLOUT_ONLY_EXTRA_FIELDS
-                },
-            }
-        )
-        kwargs = dict(template.kwargs, extra_info={**template.kwargs["extra_info"], IS_ANCHOR: True})
-        await self._score([output], validate=False, kwargs=kwargs)
-        score = _anchor_judge_score(_judge_score(output), self.anchor_config)
-        return _Session(-1, [output], kwargs, is_anchor=True, judge_score=score)
-
-    @staticmethod
-    def _place_anchors(sessions: list[_Session], anchor: _Session, plan: GroupPlan, n: int) -> list[_Session]:
-        """Copies of ``anchor`` under the replaced rollouts' session ids (replace) or ids n, n+1, ... (append)."""
-        if plan.num_anchors == 0:
-            return sessions
-        if plan.replace_rows.size:
-            session_ids = [sessions[row].session_id for row in plan.replace_rows]
-        else:
-            session_ids = list(range(n, n + plan.num_anchors))
-        kept = [s for s in sessions if s.session_id not in set(session_ids)]
-        copies = [
-            _Session(
-                sid,
-                [o.model_copy(deep=True) for o in anchor.outputs],
-                dict(anchor.kwargs, session_id=sid),
-                is_anchor=True,
-                judge_score=anchor.judge_score,
-            )
-            for sid in session_ids
-        ]
-        return kept + copies
 
     def _tq_sample(self, output: AgentLoopOutput, kwargs: dict, index: int) -> tuple[str, dict, dict]:
         """Key, fields and tag of one output, exactly as verl's ``AgentLoopWorkerTQ._agent_loop_postprocess``
@@ -403,16 +426,82 @@ class DaGRPOAgentLoopWorkerTQ(AgentLoopWorkerTQ.__ray_actor_class__):
         return f"{kwargs['uid']}_{kwargs['session_id']}_{index}", sample, tag
 
 
-class DaGRPOAgentLoopManagerTQ(AgentLoopManagerTQ):
-    """verl's ``AgentLoopManagerTQ`` with :class:`DaGRPOAgentLoopWorkerTQ` workers (v1 trainer).
+class AnchorMixer(_AnchorMixing):
+    """Anchor mixing as verl's agent-loop group transform (a verl with ``upstream/0006``).
 
-    ``actor_rollout_ref.rollout.agent.agent_loop_manager_class=dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ``
+    ``actor_rollout_ref.rollout.agent.group_transform_class=dagrpo_verl.agent_loop.AnchorMixer``, or
+    :class:`DaGRPOAgentLoopManagerTQ`, which installs it on such a verl. verl's own worker holds each
+    prompt's sessions until all are rewarded and calls the transform; it mixes anchors exactly as
+    :class:`DaGRPOAgentLoopWorkerTQ` (same decisions, samples and fields) and returns the group with the
+    DaGRPO fields of every sample in ``session.fields``. No code of verl's worker is copied.
+
+    Args:
+        config: the trainer config (reads ``algorithm.dagrpo.anchor`` and ``actor_rollout_ref.rollout.n``).
+        worker: verl's ``AgentLoopWorkerTQ`` (``tokenizer``, ``rollout_config``, ``score_outputs``).
+    """
+
+    def __init__(self, config: Any, worker: Any):
+        self.config = config
+        self.worker = worker
+        self.anchor_config = dagrpo_config_from(config.algorithm).anchor
+        self.tokenizer = worker.tokenizer
+        self.rollout_config = worker.rollout_config
+
+    async def _score(self, outputs: list[AgentLoopOutput], validate: bool, kwargs: dict) -> None:
+        await self.worker.score_outputs(outputs, validate, kwargs)
+
+    async def __call__(self, group: Any) -> Any:
+        """``AgentLoopGroup -> AgentLoopGroup`` (``verl.trainer.ppo.v1.agent_loop_tq``): anchors mixed in
+        (training groups only), DaGRPO fields on every session."""
+        from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopSession
+
+        sessions = [
+            _Session(s.session_id, s.outputs, s.sample_kwargs, judge_score=_judge_score(s.outputs[-1]))
+            for s in group.sessions
+        ]
+        failed = 0
+        if self.anchor_config.enable and not group.validate and sessions:
+            n = max(int(self.config.actor_rollout_ref.rollout.n), max(s.session_id for s in sessions) + 1)
+            sessions, failed = await self._mix_anchors(sessions, n)
+        mixed = [AgentLoopSession(s.session_id, s.outputs, s.kwargs, self._dagrpo_fields(s, failed)) for s in sessions]
+        return dataclasses.replace(group, sessions=mixed)
+
+
+class DaGRPOGroupWorkerTQ(AgentLoopWorkerTQ.__ray_actor_class__):
+    """verl's ``AgentLoopWorkerTQ`` on a verl with the group hook (``upstream/0006``): :class:`AnchorMixer` as
+    its group transform, and the validation flag on every sample's ``extra_info``. Overrides nothing but
+    ``__init__`` and ``_run_prompt``, which call verl's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.group_transform is None:
+            self.group_transform = AnchorMixer(self.config, self)
+        elif not isinstance(self.group_transform, AnchorMixer):
+            raise ValueError(
+                f"dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ mixes anchors with its own group transform, but "
+                f"actor_rollout_ref.rollout.agent.group_transform_class={type(self.group_transform).__qualname__}; "
+                "set it to null (or to dagrpo_verl.agent_loop.AnchorMixer)."
+            )
+
+    async def _run_prompt(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool = False) -> None:
+        """verl's ``_run_prompt`` with :data:`~dagrpo_verl.fields.IS_VALIDATION` set in the row's ``extra_info``."""
+        prompt["extra_info"] = with_validation_flag(prompt.get("extra_info"), trajectory["validate"])
+        await super()._run_prompt(prompt, sampling_params, trajectory, trace)
+
+
+class DaGRPOAgentLoopManagerTQ(AgentLoopManagerTQ):
+    """verl's ``AgentLoopManagerTQ`` that mixes anchors into the scored groups (v1 trainer).
+
+    ``actor_rollout_ref.rollout.agent.agent_loop_manager_class=dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ``.
+    Workers: :class:`DaGRPOGroupWorkerTQ` (verl's worker with :class:`AnchorMixer`) on a verl with the group
+    hook (detected by capability, :mod:`dagrpo_verl.capabilities`), else :class:`DaGRPOAgentLoopWorkerTQ`.
     """
 
     def __init__(self, config, llm_client, teacher_client=None, reward_loop_worker_handles=None):
         check_anchor_setup(config, legacy=False, reward_loop_worker_handles=reward_loop_worker_handles)
         super().__init__(config, llm_client, teacher_client, reward_loop_worker_handles)
-        self.agent_loop_workers_class = ray.remote(DaGRPOAgentLoopWorkerTQ)
+        worker = DaGRPOGroupWorkerTQ if group_transform_supported() else DaGRPOAgentLoopWorkerTQ
+        self.agent_loop_workers_class = ray.remote(worker)
 
 
 # ----------------------------------------------------------------------------- legacy (DataProto)

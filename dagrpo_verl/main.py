@@ -5,21 +5,51 @@ DaGRPO defaults), checks it (:func:`dagrpo_verl.validation.validate_dagrpo_confi
 then verl's ``validate_config``) before Ray starts, and runs
 verl's ``run_ppo`` with the DaGRPO task runner: the v1 trainer by default, the legacy
 ``RayPPOTrainer`` with ``trainer.use_v1=false`` (see :mod:`dagrpo_verl.trainer`).
+
+The same overrides work here and under ``python -m verl.trainer.main_ppo``: a key this config
+declares but verl's does not (:data:`DECLARED_HERE`) must be added with ``+`` under verl's entry;
+here ``+key=value`` is read as ``++key=value`` (add or override), so a verl user's script switches
+entry and keeps every override. ``++key=value`` works with both.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 
 import hydra
 from omegaconf import DictConfig
 
-__all__ = ["CONFIG_DIR", "CONFIG_NAME", "compose_config", "main", "run"]
+__all__ = ["CONFIG_DIR", "CONFIG_NAME", "DECLARED_HERE", "compose_config", "main", "portable_overrides", "run"]
 
 #: Directory of the DaGRPO trainer config (package data) and its name.
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config")
 CONFIG_NAME = "dagrpo_trainer"
+
+#: Config keys (and key prefixes) that ``dagrpo_trainer.yaml`` declares and verl's ``ppo_trainer`` does not.
+#: tests/test_overrides_on_cpu.py checks that they cover the whole difference of the two composed configs.
+DECLARED_HERE = (
+    "algorithm.dagrpo",
+    "actor_rollout_ref.actor.policy_loss.off_policy_gamma",
+    "actor_rollout_ref.rollout.agent.agent_loop_manager_class",
+    "reward.custom_reward_function.reward_kwargs",
+)
+
+
+def portable_overrides(overrides: Sequence[str]) -> list[str]:
+    """``+key=value`` as ``++key=value`` for keys under :data:`DECLARED_HERE`; every other override unchanged.
+
+    Under ``python -m verl.trainer.main_ppo`` those keys do not exist and need ``+``; this config declares
+    them, where hydra refuses ``+`` ("Could not append to config. An item is already at ...").
+    """
+    portable = []
+    for override in overrides:
+        key = override[1:].split("=", 1)[0]
+        declared = any(key == prefix or key.startswith(prefix + ".") for prefix in DECLARED_HERE)
+        is_append = override.startswith("+") and not override.startswith("++") and "=" in override
+        portable.append("+" + override if is_append and declared else override)
+    return portable
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
@@ -30,7 +60,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
-        return compose(config_name=CONFIG_NAME, overrides=list(overrides))
+        return compose(config_name=CONFIG_NAME, overrides=portable_overrides(overrides))
 
 
 def run(config: DictConfig) -> None:
@@ -40,19 +70,28 @@ def run(config: DictConfig) -> None:
     from verl.utils.config import validate_config
     from verl.utils.device import auto_set_device
 
+    from dagrpo_verl.stock import dagrpo_trainer_hooks
     from dagrpo_verl.trainer import DaGRPOLegacyTaskRunner, DaGRPOTaskRunner
     from dagrpo_verl.validation import validate_dagrpo_config
 
     validate_dagrpo_config(config)
     auto_set_device(config)
-    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    with dagrpo_trainer_hooks():  # DaGRPO's checks ran above; this entry carries the hooks stock verl lacks
+        validate_config(
+            config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
+        )
     run_ppo(config, task_runner_class=DaGRPOTaskRunner if config.trainer.use_v1 else DaGRPOLegacyTaskRunner)
 
 
 @hydra.main(config_path="config", config_name=CONFIG_NAME, version_base=None)
-def main(config: DictConfig) -> None:
-    """Hydra entry point."""
+def _hydra_main(config: DictConfig) -> None:
     run(config)
+
+
+def main() -> None:
+    """Hydra entry point (command-line overrides through :func:`portable_overrides`)."""
+    sys.argv[1:] = portable_overrides(sys.argv[1:])
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -24,12 +24,25 @@ try:
     from verl.trainer.ppo.core_algos import register_adv_est, register_policy_loss
 
     from dagrpo_verl import core
+    from dagrpo_verl.capabilities import estimator_fields_supported, loss_fields_supported
     from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE
+    from dagrpo_verl.stock import install_start_up_check
 except Exception:  # pragma: no cover - exercised by the broken-install test in a subprocess
     logger.error("dagrpo_verl: failed to register the DaGRPO estimator and loss with verl", exc_info=True)
     raise
 
 __all__ = ["compute_dagrpo_advantage", "compute_policy_loss_dagrpo"]
+
+#: Per-sample fields the estimator and the loss read. On a verl with upstream/0002 and 0004 they are
+#: declared, and verl's own trainer hands them over (detected by capability, see dagrpo_verl.capabilities);
+#: on verl 0.9.1 the trainer hooks of dagrpo_verl.trainer do.
+ESTIMATOR_FIELDS = (JUDGE_SCORE, IS_ANCHOR)
+LOSS_FIELDS = (IS_ANCHOR,)
+_ESTIMATOR_DECLARATION = {"batch_fields": ESTIMATOR_FIELDS} if estimator_fields_supported() else {}
+_LOSS_DECLARATION = {"batch_fields": LOSS_FIELDS} if loss_fields_supported() else {}
+
+# `python -m verl.trainer.main_ppo` runs DaGRPO's start-up checks before Ray starts (dagrpo_verl.stock).
+install_start_up_check()
 
 
 def _from_batch(name: str, non_tensor_batch: Optional[dict], batch: Any) -> Any:
@@ -41,7 +54,17 @@ def _from_batch(name: str, non_tensor_batch: Optional[dict], batch: Any) -> Any:
     return None
 
 
-@register_adv_est("dagrpo")
+def _estimator_metrics_key() -> str | None:
+    """``ADVANTAGE_METRICS_KEY`` of a verl that logs estimator metrics (upstream/0003), else None.
+
+    Looked up in the calling module, which is loaded whenever an estimator is called.
+    """
+    import sys
+
+    return getattr(sys.modules.get("verl.trainer.ppo.ray_trainer"), "ADVANTAGE_METRICS_KEY", None)
+
+
+@register_adv_est("dagrpo", **_ESTIMATOR_DECLARATION)
 def compute_dagrpo_advantage(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
@@ -52,7 +75,7 @@ def compute_dagrpo_advantage(
     non_tensor_batch: Optional[dict] = None,
     batch: Any = None,
     epsilon: float = 1e-6,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple:
     """verl advantage estimator ``dagrpo`` (``algorithm.adv_estimator=dagrpo``).
 
     Args:
@@ -64,10 +87,13 @@ def compute_dagrpo_advantage(
         judge_scores: ``(bs,)`` float, NaN = missing. Falls back to
             ``non_tensor_batch['judge_score']`` / ``batch['judge_score']``.
         anchor_mask: ``(bs,)`` bool. Falls back to ``non_tensor_batch['is_anchor']``.
-        non_tensor_batch, batch: the whole batch, as verl PR #7473 passes it.
+        non_tensor_batch, batch: the whole batch, as verl passes it to estimators that accept it
+            (upstream/0001, verl PR #7473); in verl's v1 trainer they hold the declared
+            :data:`ESTIMATOR_FIELDS` (upstream/0002).
 
     Returns:
-        ``(advantages, returns)``, each ``(bs, T)``.
+        ``(advantages, returns)``, each ``(bs, T)``; on a verl that logs estimator metrics
+        (upstream/0003) also the ``dagrpo/*`` metrics as a third element.
     """
     # Imported here: dagrpo_verl.config imports verl, whose plugin loader imports this module,
     # so a top-level import would fail whenever dagrpo_verl.config is imported before verl.
@@ -79,7 +105,7 @@ def compute_dagrpo_advantage(
     if anchor_mask is None:
         anchor_mask = _from_batch(IS_ANCHOR, non_tensor_batch, batch)
     norm_by_std = bool(config.get("norm_adv_by_std_in_grpo", True)) if config is not None else True
-    advantages, returns, _ = core.compute_dagrpo_outcome_advantage(
+    advantages, returns, stats = core.compute_dagrpo_outcome_advantage(
         token_level_rewards=token_level_rewards,
         response_mask=response_mask,
         index=index,
@@ -91,10 +117,12 @@ def compute_dagrpo_advantage(
         norm_adv_by_std_in_grpo=norm_by_std,
         epsilon=epsilon,
     )
+    if _estimator_metrics_key() is not None:
+        return advantages, returns, {f"dagrpo/{name}": float(value) for name, value in stats.items()}
     return advantages, returns
 
 
-@register_policy_loss("dagrpo")
+@register_policy_loss("dagrpo", **_LOSS_DECLARATION)
 def compute_policy_loss_dagrpo(
     old_log_prob: torch.Tensor,
     log_prob: torch.Tensor,
@@ -104,11 +132,14 @@ def compute_policy_loss_dagrpo(
     config: Any = None,
     rollout_is_weights: Optional[torch.Tensor] = None,
     anchor_mask: Optional[torch.Tensor] = None,
+    is_anchor: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """verl policy loss ``dagrpo`` (``actor_rollout_ref.actor.policy_loss.loss_mode=dagrpo``).
 
     Same kwargs as verl's ``vanilla`` plus ``anchor_mask`` (``(bs,)`` or ``(bs, T)`` bool).
-    Without ``anchor_mask`` it equals ``vanilla``. γ comes from
+    ``is_anchor`` is the same flag under its field name, as verl's ``ppo_loss`` passes the
+    declared :data:`LOSS_FIELDS` (upstream/0004); ``anchor_mask`` wins when both are given.
+    Without either it equals ``vanilla``. γ comes from
     ``config.policy_loss.off_policy_gamma`` (:class:`dagrpo_verl.config.DaGRPOPolicyLossConfig`),
     0.1 when absent.
     """
@@ -122,7 +153,7 @@ def compute_policy_loss_dagrpo(
         log_prob=log_prob,
         advantages=advantages,
         response_mask=response_mask,
-        anchor_mask=anchor_mask,
+        anchor_mask=anchor_mask if anchor_mask is not None else is_anchor,
         loss_agg_mode=loss_agg_mode,
         clip_ratio_low=config.clip_ratio_low if config.clip_ratio_low is not None else clip_ratio,
         clip_ratio_high=config.clip_ratio_high if config.clip_ratio_high is not None else clip_ratio,

@@ -59,6 +59,7 @@ from dagrpo_verl.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss, finish_loss_me
 from dagrpo_verl.metrics_file import keep_metrics_file
 from dagrpo_verl.resume import check_settings, save_settings
 from dagrpo_verl.reward import FAULT_METRICS, check_error_budget, fault_metrics, pop_error_examples_from
+from dagrpo_verl.stock import dagrpo_trainer_hooks
 
 __all__ = [
     "DAGRPO_ESTIMATOR",
@@ -584,9 +585,10 @@ class _DaGRPOLegacyTaskRunner(BaseTaskRunner):
         self.add_reward_model_resource_pool(config)
         self.add_teacher_model_resource_pool(config)
         self.add_ref_policy_worker(config, actor_rollout_cls)
-        validate_config(
-            config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
-        )
+        with dagrpo_trainer_hooks():  # this task runner carries the DaGRPO hooks (dagrpo_verl.stock)
+            validate_config(
+                config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
+            )
 
         from verl.utils.dataset.rl_dataset import collate_fn
         from verl.workers.config import HFModelConfig

@@ -93,6 +93,7 @@ def validate_dagrpo_config(config: DictConfig) -> DaGRPOConfig | None:
         _warn_length_varying_normaliser(config)
     if loss_mode == DAGRPO_LOSS_MODE:
         _check_loss(config, use_v1)
+    _check_anchor_training(config, estimator, loss_mode)
     if estimator != _ESTIMATOR:
         return None
     try:
@@ -111,6 +112,38 @@ def validate_dagrpo_config(config: DictConfig) -> DaGRPOConfig | None:
     if settings.anchor.enable:
         _check_anchors(config, loss_mode, use_v1)
     return settings
+
+
+def _check_anchor_training(config: DictConfig, estimator: Any, loss_mode: Any) -> None:
+    """Anchors mixed into groups must be trained as anchors: by the dagrpo estimator and the dagrpo loss.
+
+    Policy: refuse. With another estimator or loss the anchor manager would still mix expert solutions
+    into the groups and verl would train them as ordinary rollouts (a "GRPO baseline" that learns from the
+    experts through the clipped surrogate with placeholder log-probs).
+    """
+    from dagrpo_verl.stock import ANCHOR_MIXER, mixes_anchors
+
+    if not mixes_anchors(config) or (estimator == _ESTIMATOR and loss_mode == DAGRPO_LOSS_MODE):
+        return
+    try:
+        anchors_on = dagrpo_config_from(config.algorithm).anchor.enable
+    except ValueError as error:
+        raise DaGRPOConfigError(str(error)) from error
+    if not anchors_on:
+        return
+    agent = "actor_rollout_ref.rollout.agent"
+    installed = (
+        f"{agent}.group_transform_class={ANCHOR_MIXER}"
+        if _select(config, f"{agent}.group_transform_class") == ANCHOR_MIXER
+        else f"{agent}.agent_loop_manager_class={_select(config, f'{agent}.agent_loop_manager_class')}"
+    )
+    raise DaGRPOConfigError(
+        f"{installed} mixes off-policy anchors (expert solutions) into the groups (algorithm.dagrpo.anchor.enable="
+        f"true), but algorithm.adv_estimator={estimator} and actor_rollout_ref.actor.policy_loss.loss_mode="
+        f"{loss_mode} would train them as ordinary rollouts. For a baseline without anchors set "
+        "algorithm.dagrpo.anchor.enable=false; for DaGRPO set algorithm.adv_estimator=dagrpo and "
+        "actor_rollout_ref.actor.policy_loss.loss_mode=dagrpo."
+    )
 
 
 def _check_cpu_sampler(config: DictConfig) -> None:
@@ -295,6 +328,13 @@ def _check_judge_reward(config: DictConfig) -> None:
     except ValueError as error:
         raise DaGRPOConfigError(str(error)) from error
     _warn_judged_validation(config, judge_config.backend)
+    if judge_config.backend == "rule":
+        logger.warning(
+            "algorithm.dagrpo.rectification=true with reward.custom_reward_function.reward_kwargs.judge.backend=rule: "
+            "the judge scores are a text heuristic (dagrpo_verl.judge.scorers), not an LLM's reading of the "
+            "reasoning, so eq. 8-9 mask by that heuristic. For the paper's method set judge.backend=openai (with "
+            "judge.base_url and judge.model) or judge.backend=hf; see docs/judge.md."
+        )
     if judge_config.backend == "none":
         raise DaGRPOConfigError(
             "algorithm.dagrpo.rectification=true but reward.custom_reward_function.reward_kwargs.judge.backend=none "
@@ -331,7 +371,10 @@ def _check_anchors(config: DictConfig, loss_mode: str, use_v1: bool) -> None:
         )
     manager = _select(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class")
     expected = _V1_MANAGER if use_v1 else _LEGACY_MANAGER
-    if not manager or (manager in (_V1_MANAGER, _LEGACY_MANAGER) and manager != expected):
+    from dagrpo_verl.stock import ANCHOR_MIXER
+
+    mixer = use_v1 and _select(config, "actor_rollout_ref.rollout.agent.group_transform_class") == ANCHOR_MIXER
+    if not mixer and (not manager or (manager in (_V1_MANAGER, _LEGACY_MANAGER) and manager != expected)):
         raise DaGRPOConfigError(
             f"algorithm.dagrpo.anchor.enable=true with trainer.use_v1={str(use_v1).lower()} needs the anchor-mixing "
             f"agent loop manager, but actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager}; set "

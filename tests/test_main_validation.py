@@ -49,10 +49,27 @@ def test_non_dagrpo_configs_are_left_alone():
         {
             "algorithm.adv_estimator": "grpo",
             "actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla",
+            "algorithm.dagrpo.anchor.enable": False,
             "reward.custom_reward_function.path": None,
         }
     )
     assert validate_dagrpo_config(config) is None
+
+
+@pytest.mark.parametrize(
+    "updates",
+    [
+        {"algorithm.adv_estimator": "grpo", "actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla"},
+        {"algorithm.adv_estimator": "grpo"},
+        {"actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla"},
+    ],
+)
+def test_anchors_mixed_into_a_baseline_are_refused(updates):
+    """`python -m dagrpo_verl.main algorithm.adv_estimator=grpo` keeps the anchor manager: refused, not a
+    "baseline" that trains on expert solutions."""
+    with pytest.raises(DaGRPOConfigError, match="algorithm.dagrpo.anchor.enable=false") as error:
+        validate_dagrpo_config(_with(updates))
+    assert "agent_loop_manager_class=dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ" in str(error.value)
 
 
 R = "reward.custom_reward_function"
