@@ -6,7 +6,9 @@ Real: the entry, the DaGRPO task runners and trainers (v1 with TransferQueue, an
 managers of ``dagrpo_verl.agent_loop``, and the project's CPU
 platform with the ``hf_cpu`` rollout backend standing in for the GPU generation server
 (``+platform=cpu``, see docs/cpu.md). Checks the metrics verl's console tracker prints.
-About 3-4 minutes per trainer on 2 cores.
+The v1 run uses 2 data-parallel ranks (2 FSDP2 worker processes over gloo, 2 rollout replicas)
+with dynamic batch sizes, as a GPU run does; the legacy run one rank. About 1.5 minutes per
+trainer on 2 cores.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ def _data_with_anchors(out_dir):
 
 
 TRAINERS = {
-    "v1": [],
+    "v1": [
+        "trainer.n_gpus_per_node=2",
+        "actor_rollout_ref.actor.use_dynamic_bsz=true",
+        "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=200",
+        "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=true",
+        "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=200",
+        "actor_rollout_ref.rollout.calculate_log_probs=true",
+    ],
     "legacy": [
         "trainer.use_v1=false",
         "actor_rollout_ref.rollout.agent.agent_loop_manager_class=dagrpo_verl.agent_loop.DaGRPOAgentLoopManager",
@@ -77,3 +86,10 @@ def test_one_dagrpo_step_through_the_real_entry(tmp_path, trainer):
     assert metrics["actor/dagrpo/anchor_token_frac"] > 0
     assert 0 < metrics["actor/dagrpo/anchor_shaped_ratio_mean"] < 1
     assert metrics["actor/grad_norm"] > 0 and math.isfinite(metrics["actor/pg_loss"])
+    if trainer == "v1":
+        # verl balanced the batch over 2 data-parallel ranks: the mean rank holds half the tokens
+        assert metrics["global_seqlen/mean"] == metrics["perf/total_num_tokens"] / 2
+        # the float32 hf_cpu rollout samples from the actor's weights: on the rollouts the log-probs agree;
+        # verl's own diagnostic counts the anchors' placeholder log-probs (0)
+        assert metrics["dagrpo/onpolicy/rollout_probs_diff_max"] < 1e-5
+        assert metrics["training/rollout_probs_diff_max"] > 0.5
