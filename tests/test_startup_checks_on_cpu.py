@@ -129,6 +129,7 @@ def test_a_length_varying_normaliser_warns_for_dagrpo(caplog):
             "actor_rollout_ref.actor.loss_scale_factor=null",
             "algorithm.adv_estimator=grpo",
             "actor_rollout_ref.actor.policy_loss.loss_mode=vanilla",
+            "algorithm.dagrpo.anchor.enable=false",
         ]
     )
     with caplog.at_level(logging.WARNING, logger="dagrpo_verl.validation"):
