@@ -20,11 +20,13 @@ metadata (its ``[vllm]`` extra's torch pin) and the ``Makefile``.
 from __future__ import annotations
 
 import re
-import tomllib
 from importlib.metadata import requires
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,9 +40,7 @@ def _torch_requirement() -> Requirement:
 def test_torch_is_not_pinned_and_admits_verls_gpu_torch():
     torch = _torch_requirement()
     assert not any(spec.operator in ("==", "===", "~=") for spec in torch.specifier), str(torch)
-    vllm_torch = [
-        Requirement(r) for r in requires("verl") if r.startswith("torch==") and 'extra == "vllm"' in r
-    ]
+    vllm_torch = [Requirement(r) for r in requires("verl") if r.startswith("torch==") and 'extra == "vllm"' in r]
     (pinned,) = [next(iter(r.specifier)).version for r in vllm_torch]
     assert torch.specifier.contains(pinned), (str(torch), pinned)  # pip keeps verl[vllm]'s torch
     assert torch.specifier.contains("2.13.0")  # and the CPU set-up's
