@@ -103,13 +103,13 @@ PAPER_ARGS=(
 #   JUDGE_BASE_URL     OpenAI-compatible endpoint [http://127.0.0.1:${JUDGE_PORT:-8000}/v1]
 #   JUDGE_MODEL        served model name          [Qwen/Qwen2.5-72B-Instruct]
 #   JUDGE_API_KEY_ENV  name of the variable holding the API key (never the key itself) [none]
-#   JUDGE_CONCURRENCY  requests in flight per reward worker [64]
+#   JUDGE_CONCURRENCY  requests in flight per reward worker [32] (x 8 reward workers = serve_judge.sh max-num-seqs 256)
 _JUDGE=reward.custom_reward_function.reward_kwargs.judge
 JUDGE_ARGS=(
     "$_JUDGE.backend=openai"
     "++$_JUDGE.base_url=${JUDGE_BASE_URL:-http://127.0.0.1:${JUDGE_PORT:-8000}/v1}"
     "++$_JUDGE.model=${JUDGE_MODEL:-Qwen/Qwen2.5-72B-Instruct}"
-    "++$_JUDGE.max_concurrency=${JUDGE_CONCURRENCY:-64}"
+    "++$_JUDGE.max_concurrency=${JUDGE_CONCURRENCY:-32}"
 )
 if [[ -n "${JUDGE_API_KEY_ENV:-}" ]]; then
     JUDGE_ARGS+=("++$_JUDGE.api_key_env=$JUDGE_API_KEY_ENV")

@@ -237,10 +237,15 @@ def test_bool_nan_and_infinite_ground_truths_are_refused(tmp_path, capsys, value
 def test_extra_info_fields_are_validated():
     anchored = _row(1, extra_info={"is_anchor": True})
     numeric_question = _row(2, extra_info={"question": 5})
+    unjudged = _row(4, extra_info={"is_validation": False})
     with pytest.raises(DataValidationError) as info:
-        convert_rows([_row(0), anchored, numeric_question])
+        convert_rows([_row(0), anchored, numeric_question, unjudged])
     errors = {(e.row, e.field, e.kind) for e in info.value.errors}
-    assert errors == {(1, "extra_info.is_anchor", "bad_extra_info"), (2, "extra_info.question", "bad_extra_info")}
+    assert errors == {
+        (1, "extra_info.is_anchor", "bad_extra_info"),
+        (2, "extra_info.question", "bad_extra_info"),
+        (3, "extra_info.is_validation", "bad_extra_info"),
+    }
     assert "maximum score" in str(info.value)
     blank = convert_rows([_row(3, extra_info={"question": "  "})]).rows[0]
     assert blank["extra_info"][QUESTION] == "What is 3 + 1?"  # empty: the last user message

@@ -24,9 +24,9 @@ the line), the field and the fix. Numeric ground truths are kept exact
 (:func:`dagrpo_verl.grading.ground_truth_text`: ``1e20`` becomes ``100000000000000000000``,
 never ``1e+20``; a JSON decimal keeps the digits it was written with); bool, NaN and infinite
 ones are refused. ``extra_info.question`` must be a string (empty or absent: the last user
-message), and an ``extra_info.is_anchor`` flag in the data is refused: it marks the expert
-samples the anchor mixer adds, and would give every rollout of the prompt the judge's maximum
-score. ``--on-invalid fail`` (default) stops with all errors listed before anything is
+message), and the flags the trainer sets itself (``extra_info.is_anchor``,
+``extra_info.is_validation``) are refused in the data: the first would give every rollout of
+the prompt the judge's maximum score, the second would switch its judge calls off. ``--on-invalid fail`` (default) stops with all errors listed before anything is
 written; ``--on-invalid drop`` writes the valid rows and reports how many rows of each
 kind were dropped.
 
@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from dagrpo_verl.fields import ANCHOR_TEXT, IS_ANCHOR, QUESTION
+from dagrpo_verl.fields import ANCHOR_TEXT, IS_ANCHOR, IS_VALIDATION, QUESTION
 from dagrpo_verl.grading import GroundTruthError, ground_truth_text
 
 __all__ = [
@@ -193,16 +193,25 @@ def _ground_truth(value: Any, row: int) -> tuple[str | None, RowError | None]:
                               "give the reference final answer as a string (or a finite number)")
 
 
+#: ``extra_info`` flags that the trainer sets on the samples it builds; a data row must not carry them.
+_TRAINER_FLAGS = {
+    IS_ANCHOR: "it marks the expert samples the anchor mixer adds, and a data row carrying it would give every "
+    "rollout of the prompt the judge's maximum score",
+    IS_VALIDATION: "the agent loop marks validation samples with it, and a training row carrying it would make no "
+    "judge call for any rollout of the prompt (verl's own agent loop passes the data value through)",
+}
+
+
 def _check_extra_info(info: dict, row: int) -> list[RowError]:
-    errors = []
-    if IS_ANCHOR in info:
-        errors.append(RowError(
-            row, f"extra_info.{IS_ANCHOR}", "bad_extra_info",
-            f"is set in the data ({info[IS_ANCHOR]!r}); it marks the expert samples the anchor mixer adds, and a "
-            "data row carrying it would give every rollout of the prompt the judge's maximum score",
-            f"remove extra_info.{IS_ANCHOR} from the data (the expert solution goes in extra_info.{ANCHOR_TEXT} "
+    errors = [
+        RowError(
+            row, f"extra_info.{flag}", "bad_extra_info", f"is set in the data ({info[flag]!r}); {why}",
+            f"remove extra_info.{flag} from the data (the expert solution goes in extra_info.{ANCHOR_TEXT} "
             "or the target column)",
-        ))
+        )
+        for flag, why in _TRAINER_FLAGS.items()
+        if flag in info
+    ]
     question = info.get(QUESTION)
     if question is not None and not isinstance(question, str):
         errors.append(RowError(
