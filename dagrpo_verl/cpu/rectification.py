@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="training steps per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run of each kind per seed")
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="which runs to train")
-    parser.add_argument("--lr", type=float, default=1e-3, help="actor learning rate")
+    parser.add_argument("--lr", type=float, default=3e-4, help="actor learning rate")
     parser.add_argument("--ppo-epochs", type=int, default=1, help="passes over each batch")
     parser.add_argument("--val-every", type=int, default=10, help="held-out validation every N steps (and at 0)")
     parser.add_argument("--conflict-every", type=int, default=10, help="save and measure the policy every N steps")
