@@ -44,7 +44,6 @@ __all__ = [
     "distinctiveness_keep_mask",
     "compute_dagrpo_outcome_advantage",
     "compute_dagrpo_policy_loss",
-    "token_anchor_mask",
     "ANCHOR_SHAPED_RATIO_SUM",
     "ANCHOR_TOKENS",
     "RESPONSE_TOKENS",
@@ -283,10 +282,17 @@ def _advantage_stats(
     return {k: v.to(torch.float32) for k, v in stats.items()}
 
 
-def token_anchor_mask(anchor_mask: torch.Tensor | np.ndarray | None, response_mask: torch.Tensor) -> torch.Tensor | None:
-    """Broadcast a per-sample ``(bs,)`` or per-token ``(bs, T)`` anchor flag to ``(bs, T)`` bool.
+def _anchor_rows(
+    anchor_mask: torch.Tensor | np.ndarray | None, response_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """The rows that hold anchor tokens, from a per-sample ``(bs,)`` or per-token ``(bs, T)`` anchor flag.
 
-    Returns None when there is no flag or no anchor at all (the pure on-policy fast path).
+    Returns None when there is no flag or no anchor at all (the pure on-policy fast path), else
+    ``(rows, row_token_flags)``: the ``(n,)`` indices of the rows holding an anchor token, and
+    the ``(n, T)`` per-token flags of those rows when one of them mixes anchor and rollout
+    tokens, None when each is anchor throughout (always so for per-sample flags). Per-sample
+    flags are never broadcast to ``(bs, T)``: a reduction over the broadcast view costs as much
+    as the whole loss on CPU.
     """
     if anchor_mask is None:
         return None
@@ -294,10 +300,22 @@ def token_anchor_mask(anchor_mask: torch.Tensor | np.ndarray | None, response_ma
     if flags.dim() == 1:
         if flags.shape[0] != response_mask.shape[0]:
             raise ValueError(f"anchor_mask has {flags.shape[0]} rows for a batch of {response_mask.shape[0]}.")
-        flags = flags.unsqueeze(-1).expand_as(response_mask)
-    elif flags.shape != response_mask.shape:
-        raise ValueError(f"anchor_mask shape {tuple(flags.shape)} matches neither (bs,) nor {tuple(response_mask.shape)}.")
-    return flags if bool(flags.any()) else None
+        row_flags = flags
+    elif flags.shape == response_mask.shape:
+        row_flags = flags.any(dim=-1)
+    else:
+        raise ValueError(
+            f"anchor_mask shape {tuple(flags.shape)} matches neither (bs,) nor {tuple(response_mask.shape)}."
+        )
+    rows = row_flags.nonzero(as_tuple=True)[0]
+    if rows.numel() == 0:
+        return None
+    row_token_flags = None
+    if flags.dim() == 2:
+        row_token_flags = flags.index_select(0, rows)
+        if bool(row_token_flags.all()):
+            row_token_flags = None
+    return rows, row_token_flags
 
 
 def _clipped_surrogate(
@@ -332,8 +350,22 @@ def _clipped_surrogate(
     return pg_losses, parts
 
 
-def _agg_normalisers(response_mask: torch.Tensor, global_batch_info: dict[str, Any]) -> dict[str, Any]:
+def _valid_tokens(response_mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Valid tokens of a ``(bs, T)`` 0/1 ``response_mask``, counted over ``dim`` (all when None).
+
+    Bool and integer masks are counted in int32: summing a bool mask into torch's default
+    int64 costs about seven times as much on CPU.
+    """
+    return response_mask.sum(dim=dim, dtype=None if response_mask.is_floating_point() else torch.int32)
+
+
+def _agg_normalisers(
+    tokens_per_row: torch.Tensor, response_length: int, global_batch_info: dict[str, Any]
+) -> dict[str, Any]:
     """verl ``agg_loss`` normalisers with its local defaults filled in from the whole micro-batch.
+
+    ``tokens_per_row`` is the ``(bs,)`` count of valid tokens per row (``_valid_tokens(response_mask, -1)``),
+    ``response_length`` the padded length ``T``.
 
     ``agg_loss`` is linear in the loss matrix once its normalisers are fixed, so the loss
     can be summed over disjoint row sets (on-policy rows, anchor rows) without changing it.
@@ -343,11 +375,11 @@ def _agg_normalisers(response_mask: torch.Tensor, global_batch_info: dict[str, A
     info = dict(global_batch_info)
     if info.get("dp_size", 1) == 1:
         if info.get("batch_num_tokens") is None:
-            info["batch_num_tokens"] = response_mask.sum()
+            info["batch_num_tokens"] = tokens_per_row.sum()
         if info.get("global_batch_size") is None:
-            info["global_batch_size"] = (response_mask.sum(dim=-1) > 0).sum()
+            info["global_batch_size"] = (tokens_per_row > 0).sum()
     if info.get("loss_scale_factor") is None:
-        info["loss_scale_factor"] = response_mask.shape[-1]
+        info["loss_scale_factor"] = response_length
     return info
 
 
@@ -377,7 +409,9 @@ def compute_dagrpo_policy_loss(
 
     Rows holding anchor tokens are computed on their own (they are a small share of a
     batch) and aggregated with the normalisers of the whole micro-batch, which gives the
-    same value as aggregating the mixed loss matrix (``agg_loss`` is linear in it).
+    same value as aggregating the mixed loss matrix (``agg_loss`` is linear in it). A row
+    that is anchor throughout (every row of a per-sample flag) gets the shaping loss alone;
+    only rows mixing anchor and rollout tokens also get the PPO surrogate, selected per token.
 
     Args:
         old_log_prob: ``(bs, T)`` log-probs under the behaviour (old) policy.
@@ -404,30 +438,32 @@ def compute_dagrpo_policy_loss(
         raise ValueError(f"off_policy_gamma must be > 0, got {off_policy_gamma}.")
     global_batch_info = global_batch_info or {}
     clip = (clip_ratio_low, clip_ratio_high, clip_ratio_c)
-    anchor_tokens = token_anchor_mask(anchor_mask, response_mask)
+    anchors = _anchor_rows(anchor_mask, response_mask)
     pg_losses, parts = _clipped_surrogate(old_log_prob, log_prob, advantages, *clip, rollout_is_weights)
 
-    if anchor_tokens is None:
+    if anchors is None:
         on_policy_mask = response_mask
+        response_tokens = _valid_tokens(response_mask)
         loss = agg_loss(pg_losses, response_mask, loss_agg_mode, **global_batch_info)
     else:
-        anchor_rows = anchor_tokens.any(dim=-1)
-        on_policy_mask = response_mask.bool() & ~anchor_rows.unsqueeze(-1)
-        normalisers = _agg_normalisers(response_mask, global_batch_info)
+        rows, row_anchor = anchors
+        on_policy_mask = response_mask.bool().index_fill(0, rows, False)
+        tokens_per_row = _valid_tokens(response_mask, dim=-1)
+        response_tokens = tokens_per_row.sum()
+        normalisers = _agg_normalisers(tokens_per_row, response_mask.shape[-1], global_batch_info)
         loss = agg_loss(pg_losses, on_policy_mask, loss_agg_mode, **normalisers)
-
-        rows = anchor_rows.nonzero(as_tuple=True)[0]
 
         def take(tensor: torch.Tensor | None) -> torch.Tensor | None:
             return None if tensor is None else tensor.index_select(0, rows)
 
         row_log_prob, row_advantages, row_mask = take(log_prob), take(advantages), take(response_mask)
-        row_anchor = anchor_tokens.index_select(0, rows)
-        row_pg_losses, _ = _clipped_surrogate(
-            take(old_log_prob), row_log_prob, row_advantages, *clip, take(rollout_is_weights)
-        )
         shaped = torch.sigmoid(row_log_prob - math.log(off_policy_gamma))  # f(p) = p / (p + γ)
-        row_losses = torch.where(row_anchor, -row_advantages * shaped, row_pg_losses)
+        row_losses = -row_advantages * shaped
+        if row_anchor is not None:  # rows mixing anchor and rollout tokens
+            row_pg_losses, _ = _clipped_surrogate(
+                take(old_log_prob), row_log_prob, row_advantages, *clip, take(rollout_is_weights)
+            )
+            row_losses = torch.where(row_anchor, row_losses, row_pg_losses)
         loss = loss + agg_loss(row_losses, row_mask, loss_agg_mode, **normalisers)
 
     metrics: dict[str, Any] = {
@@ -435,12 +471,12 @@ def compute_dagrpo_policy_loss(
         "actor/ppo_kl": verl_F.masked_mean(parts["neg_kl"], on_policy_mask).item(),
         "actor/pg_clipfrac_lower": verl_F.masked_mean(parts["clipped_lower"], on_policy_mask).item(),
     }
-    metrics[RESPONSE_TOKENS] = float(response_mask.sum().item())
-    if anchor_tokens is None:
+    metrics[RESPONSE_TOKENS] = float(response_tokens.item())
+    if anchors is None:
         metrics[ANCHOR_TOKENS] = 0.0
         metrics[ANCHOR_SHAPED_RATIO_SUM] = 0.0
     else:
-        valid_anchor = row_anchor & row_mask.bool()
+        valid_anchor = row_mask.bool() if row_anchor is None else row_anchor & row_mask.bool()
         metrics[ANCHOR_TOKENS] = float(valid_anchor.sum().item())
         metrics[ANCHOR_SHAPED_RATIO_SUM] = float((shaped.detach() * valid_anchor).sum().item())
     return loss, metrics
