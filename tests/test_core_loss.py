@@ -141,3 +141,55 @@ def test_bad_anchor_mask_shape_is_named():
         )
     with pytest.raises(ValueError, match="off_policy_gamma"):
         DaGRPOPolicyLossConfig(off_policy_gamma=0.0)
+
+
+@pytest.mark.parametrize("mode", LOSS_AGG_MODES)
+@pytest.mark.parametrize("per_token", [False, True])
+def test_all_false_anchor_flags_equal_vanilla_bit_for_bit(mode, per_token):
+    """The trainer passes the is_anchor flags with every micro-batch; one without anchors is exactly vanilla."""
+    old, log_prob, adv, mask = batch(7)
+    flags = torch.zeros_like(mask) if per_token else torch.zeros(8, dtype=torch.bool)
+    common = dict(old_log_prob=old, log_prob=log_prob, advantages=adv, response_mask=mask, loss_agg_mode=mode,
+                  config=actor_config())
+    loss_v, metrics_v = core_algos.get_policy_loss_fn("vanilla")(**common)
+    (grad_v,) = torch.autograd.grad(loss_v, log_prob)
+    loss_d, metrics_d = core_algos.get_policy_loss_fn("dagrpo")(**common, anchor_mask=flags)
+    (grad_d,) = torch.autograd.grad(loss_d, log_prob)
+    torch.testing.assert_close(loss_d, loss_v, rtol=0, atol=0)
+    torch.testing.assert_close(grad_d, grad_v, rtol=0, atol=0)
+    assert {k: metrics_d[k] for k in metrics_v} == pytest.approx(metrics_v)
+    assert metrics_d["dagrpo/anchor_tokens"] == 0.0 and metrics_d["dagrpo/response_tokens"] == mask.sum().item()
+
+
+@pytest.mark.parametrize("mode", LOSS_AGG_MODES)
+def test_a_row_mixing_anchor_and_rollout_tokens(mode):
+    """Per-token flags: anchor tokens get the shaping gradient, rollout tokens of the same row vanilla's.
+
+    Row 0 is anchor on its first half only; row 3 is anchor on its valid tokens and not on its
+    padding, which must give the same loss as flagging the whole row (padding carries no loss).
+    """
+    old, log_prob, adv, mask = batch(8)
+    gamma = 0.1
+    flags = torch.zeros_like(mask)
+    flags[0, : mask.shape[1] // 2] = True
+    flags[3] = mask[3]
+    fn = core_algos.get_policy_loss_fn("dagrpo")
+    common = dict(old_log_prob=old, log_prob=log_prob, advantages=adv, response_mask=mask, config=actor_config())
+    loss, metrics = fn(**common, loss_agg_mode="token-sum", anchor_mask=flags)
+    (grad,) = torch.autograd.grad(loss, log_prob)
+    p = log_prob.detach().exp()
+    analytic = -adv * gamma * p / (p + gamma) ** 2 * mask
+    torch.testing.assert_close(grad[flags], analytic[flags])
+    loss_v, _ = core_algos.get_policy_loss_fn("vanilla")(**common, loss_agg_mode="token-sum")
+    (grad_v,) = torch.autograd.grad(loss_v, log_prob)
+    torch.testing.assert_close(grad[~flags], grad_v[~flags])
+    assert grad[0, mask.shape[1] // 2 :][mask[0, mask.shape[1] // 2 :]].abs().sum() > 0  # the rollout half is trained
+    assert metrics["dagrpo/anchor_tokens"] == (flags & mask).sum().item()
+
+    only_row_3 = torch.zeros_like(mask)
+    only_row_3[3] = mask[3]
+    whole_row_3 = torch.zeros(8, dtype=torch.bool)
+    whole_row_3[3] = True
+    loss_tokens, _ = fn(**common, loss_agg_mode=mode, anchor_mask=only_row_3)
+    loss_rows, _ = fn(**common, loss_agg_mode=mode, anchor_mask=whole_row_3)
+    torch.testing.assert_close(loss_tokens, loss_rows)
