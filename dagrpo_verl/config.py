@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from verl.workers.config.actor import PolicyLossConfig
 
-__all__ = ["AnchorConfig", "DaGRPOConfig", "DaGRPOPolicyLossConfig", "dagrpo_config_from"]
+__all__ = ["AnchorConfig", "DaGRPOConfig", "DaGRPOPolicyLossConfig", "JudgeHealthConfig", "dagrpo_config_from"]
 
 ON_MISSING_SCORE = ("keep", "mask")
 ANCHOR_TRIGGERS = ("hard", "always")
@@ -53,6 +53,30 @@ class AnchorConfig:
 
 
 @dataclass(frozen=True)
+class JudgeHealthConfig:
+    """``algorithm.dagrpo.judge_health``: training steps without judge scores (:mod:`dagrpo_verl.judge_health`).
+
+    A step in which more than ``max_missing_frac`` of the responses have no judge score logs a WARNING
+    naming the judge endpoint; ``max_bad_steps`` such steps in a row stop the run. Defaults: a judge
+    outage of a few steps is survived (those responses keep their plain advantage with
+    ``on_missing_score=keep``), a run whose judge stays down does not quietly become GRPO.
+    """
+
+    max_missing_frac: float = 0.2
+    max_bad_steps: int = 5
+
+    def __post_init__(self):
+        if not 0.0 <= float(self.max_missing_frac) <= 1.0:
+            raise ValueError(
+                f"algorithm.dagrpo.judge_health.max_missing_frac must be in [0, 1], got {self.max_missing_frac!r}."
+            )
+        if isinstance(self.max_bad_steps, bool) or not isinstance(self.max_bad_steps, int) or self.max_bad_steps < 1:
+            raise ValueError(
+                f"algorithm.dagrpo.judge_health.max_bad_steps must be an integer >= 1, got {self.max_bad_steps!r}."
+            )
+
+
+@dataclass(frozen=True)
 class DaGRPOConfig:
     """``algorithm.dagrpo``: sequence-level gradient rectification (paper eq. 8-9)."""
 
@@ -60,6 +84,7 @@ class DaGRPOConfig:
     rectification: bool = True  # False: plain (Dr.)GRPO advantages over the mixed group
     on_missing_score: str = "keep"  # NaN judge score: "keep" the advantage, or "mask" (zero) it
     anchor: AnchorConfig = field(default_factory=AnchorConfig)
+    judge_health: JudgeHealthConfig = field(default_factory=JudgeHealthConfig)
 
     def __post_init__(self):
         _check_choice("algorithm.dagrpo.on_missing_score", self.on_missing_score, ON_MISSING_SCORE)
@@ -83,6 +108,9 @@ def _build(cls, values: Mapping[str, Any], prefix: str):
     kwargs = dict(values)
     if cls is DaGRPOConfig and "anchor" in kwargs:
         kwargs["anchor"] = _build(AnchorConfig, dict(kwargs["anchor"] or {}), prefix + ".anchor")
+    if cls is DaGRPOConfig and "judge_health" in kwargs:
+        health = dict(kwargs["judge_health"] or {})
+        kwargs["judge_health"] = _build(JudgeHealthConfig, health, prefix + ".judge_health")
     return cls(**kwargs)
 
 

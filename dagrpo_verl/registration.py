@@ -117,6 +117,10 @@ def compute_dagrpo_advantage(
         norm_adv_by_std_in_grpo=norm_by_std,
         epsilon=epsilon,
     )
+    if non_tensor_batch is not None:  # called by verl's trainer: one training step (dagrpo_verl.judge_health)
+        from dagrpo_verl.judge_health import record_step
+
+        record_step(int(stats["missing_scores"]), len(token_level_rewards), settings, config)
     if _estimator_metrics_key() is not None:
         return advantages, returns, {f"dagrpo/{name}": float(value) for name, value in stats.items()}
     return advantages, returns

@@ -55,6 +55,7 @@ from dagrpo_verl.config import dagrpo_config_from
 from dagrpo_verl.diagnostics import onpolicy_diagnostics
 from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE
 from dagrpo_verl.judge import pop_metrics_from
+from dagrpo_verl.judge_health import record_step
 from dagrpo_verl.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss, finish_loss_metrics
 from dagrpo_verl.metrics_file import keep_metrics_file
 from dagrpo_verl.resume import check_settings, save_settings
@@ -188,6 +189,7 @@ def compute_batch_advantage(
         on_missing_score=settings.on_missing_score,
         norm_adv_by_std_in_grpo=bool(algorithm_config.get("norm_adv_by_std_in_grpo", True)),
     )
+    record_step(int(stats["missing_scores"]), int(group_rows.numel()), settings, algorithm_config)
     row_advantage = torch.zeros(size, dtype=torch.float32)
     row_advantage[group_rows] = group_advantages[:, 0]
     per_row = torch.where(source >= 0, row_advantage[source.clamp_min(0)], torch.zeros_like(row_advantage))
