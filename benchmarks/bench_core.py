@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +68,19 @@ def bench_estimator(prompts, group, length, repeats):
         "dagrpo": lambda: dagrpo(rewards, mask, uids, config, judge_scores=scores, anchor_mask=anchors),
         "grpo_vectorized": lambda: grpo_vec(rewards, mask, uids, norm_adv_by_std_in_grpo=False),
     }, repeats)
-    slow = best_seconds({"grpo": lambda: grpo(rewards, mask, uids, norm_adv_by_std_in_grpo=False)}, max(1, repeats // 3))
+    slow = best_seconds(
+        {"grpo": lambda: grpo(rewards, mask, uids, norm_adv_by_std_in_grpo=False)}, max(1, repeats // 3)
+    )
     return {**fast, **slow}
 
 
 def bench_loss(bs, length, repeats, anchor_every):
+    """Best-of-N forward+backward seconds of verl ``vanilla`` and ``dagrpo``, and of each half.
+
+    ``dagrpo`` runs three ways: without ``anchor_mask``; with the ``(bs,)`` flags all False (what
+    the trainer passes for a micro-batch without anchors); with every ``anchor_every``-th row an
+    anchor. Returns ``(total, forward, backward)`` dicts; the halves are best-of-N on their own.
+    """
     g = torch.Generator().manual_seed(0)
     old = -torch.rand(bs, length, generator=g) * 3
     base = (old + (torch.rand(bs, length, generator=g) - 0.5)).clamp(max=0)
@@ -86,17 +95,29 @@ def bench_loss(bs, length, repeats, anchor_every):
     vanilla = core_algos.get_policy_loss_fn("vanilla")
     dagrpo = core_algos.get_policy_loss_fn("dagrpo")
 
-    def step(fn, **extra):
+    halves = {}
+
+    def step(name, fn, **extra):
         log_prob = base.clone().requires_grad_()
+        start = time.perf_counter()
         loss, _ = fn(old_log_prob=old, log_prob=log_prob, advantages=adv, response_mask=mask,
                      loss_agg_mode="seq-mean-token-sum-norm", config=config, **extra)
+        middle = time.perf_counter()
         loss.backward()
+        forward, backward = halves.setdefault(name, ([], []))
+        forward.append(middle - start)
+        backward.append(time.perf_counter() - middle)
 
-    return best_seconds({
-        "vanilla": lambda: step(vanilla),
-        "dagrpo (no anchors)": lambda: step(dagrpo),
-        f"dagrpo (1/{anchor_every} rows anchors)": lambda: step(dagrpo, anchor_mask=anchors),
-    }, repeats)
+    steps = {
+        "vanilla": (vanilla, {}),
+        "dagrpo (no anchors)": (dagrpo, {}),
+        "dagrpo (flags, none set)": (dagrpo, {"anchor_mask": torch.zeros(bs, dtype=torch.bool)}),
+        f"dagrpo (1/{anchor_every} rows anchors)": (dagrpo, {"anchor_mask": anchors}),
+    }
+    total = best_seconds({name: partial(step, name, fn, **extra) for name, (fn, extra) in steps.items()}, repeats)
+    forward = {name: min(f) for name, (f, _) in halves.items()}
+    backward = {name: min(b) for name, (_, b) in halves.items()}
+    return total, forward, backward
 
 
 def main():
@@ -129,10 +150,11 @@ def main():
     print(f"  dagrpo / grpo_vectorized = {scalar['dagrpo'] / scalar['grpo_vectorized']:.2f}x")
     print(f"  grpo / dagrpo            = {scalar_speedup:.1f}x faster")
 
-    loss = bench_loss(loss_bs, loss_len, args.repeats, anchor_every=group)
-    print(f"\npolicy loss forward+backward, {loss_bs} x {loss_len} tokens, seq-mean-token-sum-norm (best of N, s)")
+    loss, loss_forward, loss_backward = bench_loss(loss_bs, loss_len, args.repeats, anchor_every=group)
+    print(f"\npolicy loss, {loss_bs} x {loss_len} tokens, seq-mean-token-sum-norm (best of N, s)")
+    print(f"  {'':<28} {'fwd+bwd':>9} {'fwd':>9} {'bwd':>9}")
     for name, t in loss.items():
-        print(f"  {name:<28} {t:9.4f}")
+        print(f"  {name:<28} {t:9.4f} {loss_forward[name]:9.4f} {loss_backward[name]:9.4f}")
     ratios = {name: t / loss["vanilla"] for name, t in loss.items() if name != "vanilla"}
     for name, r in ratios.items():
         print(f"  {name} / vanilla = {r:.2f}x   (target <= 1.2x)")
@@ -141,7 +163,7 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "shapes": {"prompts": prompts, "group": group, "length": length, "loss_bs": loss_bs, "loss_len": loss_len},
-        "estimator_s": est, "loss_s": loss,
+        "estimator_s": est, "loss_s": loss, "loss_forward_s": loss_forward, "loss_backward_s": loss_backward,
         "estimator_vs_grpo_vectorized": ratio_vec, "estimator_speedup_vs_grpo": speedup_loop,
         "estimator_one_token_s": scalar, "estimator_one_token_speedup_vs_grpo": scalar_speedup,
         "loss_vs_vanilla": ratios,
