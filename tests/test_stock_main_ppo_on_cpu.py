@@ -18,7 +18,7 @@ patches of ``upstream/`` applied, ``PYTHONPATH`` pointing at the copy), Transfer
 reward loop with ``dagrpo_verl.reward`` and the rule judge, the CPU platform of ``dagrpo_verl.cpu`` with the
 ``hf_cpu`` rollout backend standing in for vLLM/SGLang generation (``+platform=cpu``, docs/cpu.md).
 Times on 2 cores: the fast tests take seconds, the refusal on verl 0.9.1 about 20 s (no Ray: it stops in the
-driver), the advantage comparison about 30 s, the 2-step run on the patched verl about 3.5 minutes.
+driver), the advantage comparison about 45 s, the 2-step run on the patched verl about 95 s.
 """
 
 from __future__ import annotations
@@ -130,6 +130,19 @@ def test_verl_validate_config_runs_the_check():
     assert getattr(verl_config.validate_config, "__dagrpo_start_up_check__", False) or hasattr(
         verl_config, "register_config_validator"
     )
+
+
+def test_a_rectification_run_scored_by_the_rule_heuristic_warns_once(caplog):
+    from dagrpo_verl.validation import validate_dagrpo_config
+
+    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.validation"):
+        validate_dagrpo_config(_config("reward.custom_reward_function.reward_kwargs.judge.backend=rule"))
+    rule = [r for r in caplog.records if "judge.backend=rule" in r.getMessage()]
+    assert len(rule) == 1 and "not an LLM" in rule[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.validation"):
+        validate_dagrpo_config(_config("algorithm.dagrpo.rectification=false"))
+    assert not [r for r in caplog.records if "judge.backend=rule" in r.getMessage()]
 
 
 # ----------------------------------------------------------------------------- a judge that gives no scores
