@@ -27,4 +27,4 @@ def test_reward_kwarg_reaches_the_grader():
     unboxed = asyncio.run(compute_score("dagrpo/synthetic_sum", "4 + 3 gives 7", "7", {}))
     strict = asyncio.run(compute_score("dagrpo/synthetic_sum", "4 + 3 gives 7", "7", {}, require_boxed=True))
     assert unboxed["score"] == 1.0 and strict["score"] == 0.0
-    assert set(unboxed) == set(strict) == {"score", "acc", "judge_score", "grade_timeout", "grade_error"}
+    assert set(unboxed) == set(strict) == {"score", "acc", "judge_score", "grade_timeout", "grade_error", "reward_error"}
