@@ -16,9 +16,8 @@ Every sample they emit carries
 
 * ``is_anchor`` (:data:`dagrpo_verl.fields.IS_ANCHOR`): bool, True for an expert
   solution mixed into the group;
-* ``judge_score`` (:data:`dagrpo_verl.fields.JUDGE_SCORE`): float32, the reward extra
-  info ``judge_score`` (NaN when the reward function returned none; an anchor the
-  reward function gave no score gets ``anchor.max_score`` unless ``judge_anchors``);
+* ``judge_score`` (:data:`dagrpo_verl.fields.JUDGE_SCORE`): float32, the judge score S (NaN
+  when there is none; see "Judging" below);
 * only when ``anchor.enable``: ``anchor_failed`` (:data:`dagrpo_verl.fields.ANCHOR_FAILED`):
   int64, how many anchors of the sample's group failed verification (used or skipped),
   the same on every sample of the group - count it once per ``uid``.
@@ -37,6 +36,24 @@ anchors. Anchors assume single-turn agent loops (the response is one assistant t
 Every sample's ``extra_info`` also carries ``is_validation``
 (:data:`dagrpo_verl.fields.IS_VALIDATION`, set here whatever the data row holds), so that the
 reward function can skip the judge on validation responses.
+
+Judging (lazy, per group). With the DaGRPO reward function (``pkg://dagrpo_verl.reward``) every
+training sample's ``extra_info`` also carries ``judge_deferred`` (:data:`~dagrpo_verl.fields.JUDGE_DEFERRED`,
+set here whatever the data row holds): the reward function only grades it, and the judge runs here,
+once per group, after the group is graded and its anchors are mixed in (:class:`GroupJudging`,
+:func:`dagrpo_verl.judge.group.judge_group`). In the v1 worker that is as soon as the group's last
+session settles, while other groups are still being generated; in the legacy manager it is after the
+whole batch. A group whose advantages are all zero after mixing
+(:func:`dagrpo_verl.core.group_needs_judge_scores`) makes no judge call: its responses are not needed
+(``judge/skipped_not_needed``, S = NaN), which the estimator does not count as missing. The advantages
+are those of judging every response (``algorithm.dagrpo.lazy_judge=false``). The counters of a group's
+judge calls travel with its first sample (:data:`~dagrpo_verl.fields.JUDGE_STATS`). With another
+reward function, the reward function's own ``judge_score`` is used.
+
+Anchors (one rule, ``algorithm.dagrpo.anchor``): an anchor is the judge's reference, so with
+``judge_anchors=false`` it gets ``max_score`` and no judge call; with ``judge_anchors=true`` it is
+judged like a rollout (with lazy judging: only in a group that needs scores), and a judge failure
+leaves its score missing (NaN, handled by ``on_missing_score``), never ``max_score``.
 """
 
 from __future__ import annotations
@@ -44,16 +61,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import ray
 import torch
 import transfer_queue as tq
-
 from verl.experimental.agent_loop import AgentLoopManager, AgentLoopOutput, AgentLoopWorker
 from verl.experimental.agent_loop.agent_loop import AgentLoopMetrics
 from verl.protocol import DataProto
@@ -61,10 +76,25 @@ from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorke
 from verl.utils.ray_utils import auto_await
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
+from dagrpo_verl import core
 from dagrpo_verl.anchors import GroupPlan, plan_anchor_groups, rollout_correct, skip_failed_anchors
 from dagrpo_verl.capabilities import group_transform_supported
 from dagrpo_verl.config import AnchorConfig, dagrpo_config_from
-from dagrpo_verl.fields import ACC, ANCHOR_FAILED, ANCHOR_TEXT, IS_ANCHOR, IS_VALIDATION, JUDGE_SCORE
+from dagrpo_verl.fields import (
+    ACC,
+    ANCHOR_FAILED,
+    ANCHOR_TEXT,
+    IS_ANCHOR,
+    IS_VALIDATION,
+    JUDGE_DEFERRED,
+    JUDGE_SCORE,
+    JUDGE_STATS,
+    REWARD_ERROR,
+)
+from dagrpo_verl.judge import get_judge
+from dagrpo_verl.judge.config import JudgeConfig
+from dagrpo_verl.judge.group import judge_group, stats_record
+from dagrpo_verl.reward import is_dagrpo_reward, judge_config_of, judge_item
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
@@ -76,20 +106,22 @@ __all__ = [
     "DaGRPOAgentLoopWorker",
     "DaGRPOAgentLoopWorkerTQ",
     "DaGRPOGroupWorkerTQ",
+    "GroupJudging",
     "anchor_response_ids",
     "anchor_text_of",
     "check_anchor_setup",
-    "with_validation_flag",
+    "group_judging_of",
+    "with_trainer_flags",
 ]
 
 # Keys of an output's extra_fields that belong to the rollout itself, not to its prompt.
-_ROLLOUT_ONLY_EXTRA_FIELDS = ("reward_extra_info", "teacher_ids", "teacher_logprobs")
+_ROLLOUT_ONLY_EXTRA_FIELDS = ("reward_extra_info", "teacher_ids", "teacher_logprobs", JUDGE_STATS)
 
 
 # ----------------------------------------------------------------------------- shared helpers
 
 
-def anchor_text_of(extra_info: Any) -> Optional[str]:
+def anchor_text_of(extra_info: Any) -> str | None:
     """The expert solution in a row's ``extra_info`` (key :data:`~dagrpo_verl.fields.ANCHOR_TEXT`), or None."""
     if not isinstance(extra_info, dict):
         return None
@@ -110,10 +142,55 @@ def anchor_response_ids(tokenizer: Any, text: str, response_length: int) -> list
     return ids[:response_length]
 
 
-def with_validation_flag(extra_info: Any, validate: bool) -> dict:
-    """A copy of a row's ``extra_info`` with :data:`~dagrpo_verl.fields.IS_VALIDATION` set to ``validate``
-    (a data row cannot set it: the reward function skips the judge on validation samples)."""
-    return {**(extra_info if isinstance(extra_info, dict) else {}), IS_VALIDATION: bool(validate)}
+def with_trainer_flags(extra_info: Any, validate: bool, judge_deferred: bool) -> dict:
+    """A copy of a row's ``extra_info`` with the flags the trainer sets itself, whatever the row holds:
+    :data:`~dagrpo_verl.fields.IS_VALIDATION` (the reward function skips the judge on validation samples)
+    and :data:`~dagrpo_verl.fields.JUDGE_DEFERRED` (the agent loop judges the sample's group itself)."""
+    flags = {IS_VALIDATION: bool(validate), JUDGE_DEFERRED: bool(judge_deferred)}
+    return {**(extra_info if isinstance(extra_info, dict) else {}), **flags}
+
+
+@dataclass(frozen=True)
+class GroupJudging:
+    """How the DaGRPO agent loops judge a training group (see the module docstring, "Judging").
+
+    Attributes:
+        judge: the judge settings of ``reward.custom_reward_function.reward_kwargs.judge``.
+        lazy: ``algorithm.dagrpo.lazy_judge``: judge only groups where a score can change an advantage.
+        scores_used: whether any advantage reads the scores (``algorithm.adv_estimator=dagrpo`` with
+            ``algorithm.dagrpo.rectification=true``); without, no group needs them.
+        judge_anchors: ``algorithm.dagrpo.anchor.judge_anchors``.
+    """
+
+    judge: JudgeConfig
+    lazy: bool
+    scores_used: bool
+    judge_anchors: bool
+
+    def needed(self, rewards: list) -> bool:
+        """Whether a group with these sequence rewards (all its samples, anchors included) is judged."""
+        if not self.lazy:
+            return True
+        if not self.scores_used:
+            return False
+        if any(r is None for r in rewards):  # no reward to decide on: judge (never guess "not needed")
+            return True
+        return core.group_needs_judge_scores([float(r) for r in rewards])
+
+
+def group_judging_of(config: Any) -> GroupJudging | None:
+    """The :class:`GroupJudging` of a trainer config, or None when the reward function is not
+    ``dagrpo_verl.reward`` (a user reward function judges, or not, on its own)."""
+    reward = config.reward.custom_reward_function
+    if not is_dagrpo_reward(reward.get("path", None)):
+        return None
+    settings = dagrpo_config_from(config.algorithm)
+    return GroupJudging(
+        judge=judge_config_of(reward.get("reward_kwargs", None)),
+        lazy=settings.lazy_judge,
+        scores_used=config.algorithm.get("adv_estimator", None) == "dagrpo" and settings.rectification,
+        judge_anchors=settings.anchor.judge_anchors,
+    )
 
 
 def _reward_extra_info(output: AgentLoopOutput) -> dict:
@@ -126,8 +203,23 @@ def _judge_score(output: AgentLoopOutput) -> float:
 
 
 def _anchor_judge_score(score: float, config: AnchorConfig) -> float:
-    """An anchor is the judge's reference: max score when the reward function gave none and anchors are not judged."""
-    return float(config.max_score) if math.isnan(score) and not config.judge_anchors else score
+    """An anchor is the judge's reference: ``max_score`` unless anchors are judged, then the judge's score
+    (NaN when the judge gave none: a failure is missing, never the maximum)."""
+    return score if config.judge_anchors else float(config.max_score)
+
+
+def _reward_failed(output: AgentLoopOutput) -> bool:
+    """The reward function could not score the sample (``reward_error``): it gets no judge score either."""
+    try:
+        return float(_reward_extra_info(output).get(REWARD_ERROR) or 0.0) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def _decode_response(tokenizer: Any, response_ids: Any) -> str:
+    """The response text the reward function is given for these ids."""
+    # mirrors verl 0.9.1 verl/experimental/reward_loop/reward_manager/naive.py:NaiveRewardManager.run_single
+    return tokenizer.decode(response_ids, skip_special_tokens=True)
 
 
 def _as_judge_scores(values: Any, size: int) -> np.ndarray:
@@ -200,9 +292,53 @@ class _AnchorMixing:
     ``_score(outputs, validate, kwargs)`` (reward and teacher step of a session)."""
 
     anchor_config: AnchorConfig
+    group_judging: GroupJudging | None
 
     async def _score(self, outputs: list[AgentLoopOutput], validate: bool, kwargs: dict) -> None:
         raise NotImplementedError
+
+    def _defers_judging(self, validate: bool) -> bool:
+        """Whether this loop judges the training group itself (:data:`~dagrpo_verl.fields.JUDGE_DEFERRED`)."""
+        return self.group_judging is not None and not validate
+
+    async def _judge_group(self, sessions: list[_Session]) -> None:
+        """Judge scores of one settled, mixed training group whose judging was deferred to this loop, in place:
+        :func:`~dagrpo_verl.judge.group.judge_group` over its rollouts (and anchors when they are judged), only
+        when a score can change an advantage; the group's judge counters go with its first sample."""
+        judging = self.group_judging
+        if judging is None or not sessions:
+            return
+        rollouts = [s for s in sessions if not s.is_anchor]
+        template = (rollouts or sessions)[0].kwargs.get("extra_info")
+        if not (isinstance(template, dict) and template.get(JUDGE_DEFERRED)):
+            return  # the reward function judged (verl's own worker with the group transform)
+        finals = [s.outputs[-1] for s in sessions]
+        targets = [
+            i
+            for i, session in enumerate(sessions)
+            if (judging.judge_anchors or not session.is_anchor) and not _reward_failed(finals[i])
+        ]
+        needed = judging.needed([o.reward_score for o in finals])
+        items = await asyncio.gather(*(self._judge_item(sessions[i]) for i in targets)) if needed else targets
+        result = await judge_group(get_judge(judging.judge), items, needed=needed)
+        for i, score in zip(targets, result.scores, strict=True):
+            sessions[i].judge_score = float(score)
+        sessions[0].outputs[0].extra_fields[JUDGE_STATS] = stats_record(result.stats)
+
+    async def _judge_item(self, session: _Session) -> Any:
+        """The judge request of a session's final output, as the reward function would send it (None when
+        the row cannot be read: the judge counts it as a failure)."""
+        kwargs = session.kwargs
+        try:
+            text = await asyncio.get_running_loop().run_in_executor(
+                None, _decode_response, self.tokenizer, session.outputs[-1].response_ids
+            )
+            return judge_item(
+                kwargs.get("data_source"), text, kwargs["reward_model"]["ground_truth"], kwargs.get("extra_info")
+            )
+        except Exception:  # counted by the judge (internal_errors) and logged here
+            logger.exception("uid=%s: the judge request of a response could not be built", kwargs.get("uid"))
+            return None
 
     def _dagrpo_fields(self, session: _Session, failed: int) -> dict[str, torch.Tensor]:
         """The DaGRPO fields put with every output of ``session`` (see the module docstring)."""
@@ -262,12 +398,13 @@ class _AnchorMixing:
                 "response_logprobs": None if rollout.response_logprobs is None else [0.0] * len(response_ids),
                 "reward_score": None,
                 "metrics": AgentLoopMetrics(),
-                "extra_fields": {
-                    k: v for k, v in rollout.extra_fields.items() if k not in _ROLLOUT_ONLY_EXTRA_FIELDS
-                },
+                "extra_fields": {k: v for k, v in rollout.extra_fields.items() if k not in _ROLLOUT_ONLY_EXTRA_FIELDS},
             }
         )
-        kwargs = dict(template.kwargs, extra_info={**template.kwargs["extra_info"], IS_ANCHOR: True})
+        extra_info = {**template.kwargs["extra_info"], IS_ANCHOR: True}
+        if not self.anchor_config.judge_anchors:
+            extra_info[JUDGE_DEFERRED] = True  # its score is max_score: no judge call in the reward function
+        kwargs = dict(template.kwargs, extra_info=extra_info)
         await self._score([output], validate=False, kwargs=kwargs)
         score = _anchor_judge_score(_judge_score(output), self.anchor_config)
         return _Session(-1, [output], kwargs, is_anchor=True, judge_score=score)
@@ -311,11 +448,12 @@ class DaGRPOAgentLoopWorkerTQ(_AnchorMixing, AgentLoopWorkerTQ.__ray_actor_class
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.anchor_config = dagrpo_config_from(self.config.algorithm).anchor
+        self.group_judging = group_judging_of(self.config)
 
     async def _run_prompt(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool = False) -> None:
-        """Run the n sessions of one prompt, then mix anchors and put the whole group (see the class doc)."""
+        """Run the n sessions of one prompt, then mix anchors, judge and put the whole group (see the class doc)."""
         uid, validate = prompt["uid"], trajectory["validate"]
-        prompt["extra_info"] = with_validation_flag(prompt.get("extra_info"), validate)
+        prompt["extra_info"] = with_trainer_flags(prompt.get("extra_info"), validate, self._defers_judging(validate))
         partition_id = "val" if validate else "train"
         await tq.async_kv_put(key=uid, partition_id=partition_id, tag={"status": "running"})
         tasks = []
@@ -351,7 +489,7 @@ class DaGRPOAgentLoopWorkerTQ(_AnchorMixing, AgentLoopWorkerTQ.__ray_actor_class
 
     async def _agent_loop_postprocess(
         self, output: AgentLoopOutput | list[AgentLoopOutput], validate: bool, **kwargs
-    ) -> Optional[_Session]:
+    ) -> _Session | None:
         """Score one session (reward, teacher log-probs) like verl's worker, and return it instead of putting it."""
         outputs = output if isinstance(output, list) else [output]
         if not outputs:
@@ -378,10 +516,12 @@ class DaGRPOAgentLoopWorkerTQ(_AnchorMixing, AgentLoopWorkerTQ.__ray_actor_class
                 output.extra_fields["reward_extra_info"] = final_output.extra_fields["reward_extra_info"]
 
     async def _put_group(self, sessions: list[_Session], *, n: int, validate: bool) -> None:
-        """Mix anchors into one prompt's settled sessions (not for validation) and put all of them."""
+        """Mix anchors into one prompt's settled sessions and judge them (not for validation), and put all of them."""
         failed = 0
         if self.anchor_config.enable and not validate:
             sessions, failed = await self._mix_anchors(sessions, n)
+        if not validate:
+            await self._judge_group(sessions)
         keys, fields, tags = [], [], []
         for session in sessions:
             for i, output in enumerate(session.outputs):
@@ -444,6 +584,7 @@ class AnchorMixer(_AnchorMixing):
         self.config = config
         self.worker = worker
         self.anchor_config = dagrpo_config_from(config.algorithm).anchor
+        self.group_judging = group_judging_of(config)
         self.tokenizer = worker.tokenizer
         self.rollout_config = worker.rollout_config
 
@@ -451,8 +592,9 @@ class AnchorMixer(_AnchorMixing):
         await self.worker.score_outputs(outputs, validate, kwargs)
 
     async def __call__(self, group: Any) -> Any:
-        """``AgentLoopGroup -> AgentLoopGroup`` (``verl.trainer.ppo.v1.agent_loop_tq``): anchors mixed in
-        (training groups only), DaGRPO fields on every session."""
+        """``AgentLoopGroup -> AgentLoopGroup`` (``verl.trainer.ppo.v1.agent_loop_tq``): anchors mixed in and
+        the group judged (training groups only; judged here when :class:`DaGRPOGroupWorkerTQ` deferred it),
+        DaGRPO fields on every session."""
         from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopSession
 
         sessions = [
@@ -463,6 +605,8 @@ class AnchorMixer(_AnchorMixing):
         if self.anchor_config.enable and not group.validate and sessions:
             n = max(int(self.config.actor_rollout_ref.rollout.n), max(s.session_id for s in sessions) + 1)
             sessions, failed = await self._mix_anchors(sessions, n)
+        if not group.validate:
+            await self._judge_group(sessions)
         mixed = [AgentLoopSession(s.session_id, s.outputs, s.kwargs, self._dagrpo_fields(s, failed)) for s in sessions]
         return dataclasses.replace(group, sessions=mixed)
 
@@ -484,8 +628,11 @@ class DaGRPOGroupWorkerTQ(AgentLoopWorkerTQ.__ray_actor_class__):
             )
 
     async def _run_prompt(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool = False) -> None:
-        """verl's ``_run_prompt`` with :data:`~dagrpo_verl.fields.IS_VALIDATION` set in the row's ``extra_info``."""
-        prompt["extra_info"] = with_validation_flag(prompt.get("extra_info"), trajectory["validate"])
+        """verl's ``_run_prompt`` with :data:`~dagrpo_verl.fields.IS_VALIDATION` and
+        :data:`~dagrpo_verl.fields.JUDGE_DEFERRED` (judged by :class:`AnchorMixer`) set in the row's ``extra_info``."""
+        validate = trajectory["validate"]
+        deferred = self.group_transform._defers_judging(validate)
+        prompt["extra_info"] = with_trainer_flags(prompt.get("extra_info"), validate, deferred)
         await super()._run_prompt(prompt, sampling_params, trajectory, trace)
 
 
@@ -556,12 +703,14 @@ class DaGRPOAgentLoopManager(AgentLoopManager):
         self.anchor_config = check_anchor_setup(
             config, legacy=True, reward_loop_worker_handles=reward_loop_worker_handles
         )
+        self.group_judging = group_judging_of(config)
+        self._tokenizer = None
         super().__init__(config, llm_client, teacher_client, reward_loop_worker_handles)
         self.agent_loop_workers_class = ray.remote(DaGRPOAgentLoopWorker)
 
     @auto_await
     async def generate_sequences(self, prompts: DataProto) -> DataProto:
-        """verl's generation, then anchors by ``uid`` (not for validation) and the DaGRPO fields.
+        """verl's generation, then anchors by ``uid`` and the group judge (not for validation), and the DaGRPO fields.
 
         Args:
             prompts: the repeated batch (rollout.n rows per prompt) with ``uid``, ``extra_info``,
@@ -570,25 +719,93 @@ class DaGRPOAgentLoopManager(AgentLoopManager):
         Returns:
             verl's output (row i answers prompt row i) with anchors in place of the replaced
             rollouts and ``is_anchor`` (bool), ``judge_score`` (float32), ``anchor_failed``
-            (int64, when anchors are enabled) in ``non_tensor_batch``.
+            (int64, when anchors are enabled) in ``non_tensor_batch``; ``judge_stats`` (object: the
+            group's judge counters on its first row, None elsewhere) when this manager judged.
         """
         validate = bool(prompts.meta_info.get("validate", False))
+        deferred = self.group_judging is not None and not validate
         infos = prompts.non_tensor_batch.get("extra_info", np.full(len(prompts), None, dtype=object))
         flagged = np.empty(len(prompts), dtype=object)
-        flagged[:] = [with_validation_flag(info, validate) for info in infos]
+        flagged[:] = [with_trainer_flags(info, validate, deferred) for info in infos]
         prompts.non_tensor_batch["extra_info"] = flagged
         output = await super().generate_sequences(prompts)
         size = len(output)
         is_anchor = np.zeros(size, dtype=bool)
         failed = np.zeros(size, dtype=np.int64)
         judge = _as_judge_scores(output.non_tensor_batch.get(JUDGE_SCORE), size)
-        if self.anchor_config.enable and not prompts.meta_info.get("validate", False):
+        if self.anchor_config.enable and not validate:
             await self._mix_anchors(prompts, output, is_anchor, failed, judge)
+        if deferred:
+            output.non_tensor_batch[JUDGE_STATS] = await self._judge_groups(prompts, output, is_anchor, judge)
         output.non_tensor_batch[IS_ANCHOR] = is_anchor
         output.non_tensor_batch[JUDGE_SCORE] = judge
         if self.anchor_config.enable:
             output.non_tensor_batch[ANCHOR_FAILED] = failed
         return output
+
+    async def _judge_groups(
+        self, prompts: DataProto, output: DataProto, is_anchor: np.ndarray, judge: np.ndarray
+    ) -> np.ndarray:
+        """The group judge over the whole mixed batch: every ``uid`` group through
+        :func:`~dagrpo_verl.judge.group.judge_group` at once (only groups where a score can change an
+        advantage make calls); fills ``judge`` in place.
+
+        Returns:
+            ``(bs,)`` object array: each group's judge counters (a record) on its first row, None elsewhere.
+        """
+        judging = self.group_judging
+        uids = prompts.non_tensor_batch["uid"]
+        rewards = output.batch["rm_scores"].sum(dim=-1).to(torch.float32).tolist()
+        errors = output.non_tensor_batch.get(REWARD_ERROR)
+        groups: dict[Any, list[int]] = {}
+        for row, uid in enumerate(uids):
+            groups.setdefault(uid, []).append(row)
+
+        async def judge_one(rows: list[int]):
+            targets = [
+                row
+                for row in rows
+                if (judging.judge_anchors or not is_anchor[row])
+                and not (errors is not None and float(errors[row] or 0.0) > 0)
+            ]
+            needed = judging.needed([rewards[row] for row in rows])
+            items = [self._judge_item(prompts, output, row) for row in targets] if needed else targets
+            return targets, await judge_group(get_judge(judging.judge), items, needed=needed)
+
+        records = np.full(len(output), None, dtype=object)
+        results = await asyncio.gather(*(judge_one(rows) for rows in groups.values()))
+        for rows, (targets, result) in zip(groups.values(), results, strict=True):
+            judge[targets] = np.asarray(result.scores, dtype=np.float32)
+            records[rows[0]] = stats_record(result.stats)
+        # this event loop ends with the call (verl's auto_await): close its HTTP session, flush the cache
+        await get_judge(judging.judge).aclose()
+        return records
+
+    def _judge_item(self, prompts: DataProto, output: DataProto, row: int) -> Any:
+        """The judge request of one row, as the reward function would send it (None when it cannot be built)."""
+        info = prompts.non_tensor_batch["extra_info"][row]
+        try:
+            responses = output.batch["responses"][row]
+            valid = int(output.batch["attention_mask"][row, -responses.shape[-1] :].sum())
+            text = _decode_response(self._load_tokenizer(), responses[:valid])
+            reward_model = prompts.non_tensor_batch["reward_model"][row]
+            data_source = prompts.non_tensor_batch["data_source"][row]
+            return judge_item(data_source, text, reward_model["ground_truth"], info)
+        except Exception:  # counted by the judge (internal_errors) and logged here
+            logger.exception("row %d: the judge request of a response could not be built", row)
+            return None
+
+    def _load_tokenizer(self) -> Any:
+        """The actor's tokenizer, as verl's reward loop loads it (decodes responses for the judge)."""
+        if self._tokenizer is None:
+            from verl.utils import hf_tokenizer
+            from verl.utils.fs import copy_to_local
+
+            # mirrors verl 0.9.1 verl/experimental/reward_loop/reward_loop.py:RewardLoopWorker.__init__ (tokenizer)
+            model = self.config.actor_rollout_ref.model
+            path = copy_to_local(model.get("tokenizer_path", None) or model.path)
+            self._tokenizer = hf_tokenizer(path, trust_remote_code=model.get("trust_remote_code", False))
+        return self._tokenizer
 
     async def _mix_anchors(
         self, prompts: DataProto, output: DataProto, is_anchor: np.ndarray, failed: np.ndarray, judge: np.ndarray
@@ -630,6 +847,8 @@ class DaGRPOAgentLoopManager(AgentLoopManager):
             prompt_mask = output.batch["attention_mask"][row, :prompt_width].bool()
             kwargs = {k: v[row] for k, v in prompts.non_tensor_batch.items() if k != "__do_sample__"}
             kwargs["extra_info"] = {**kwargs["extra_info"], IS_ANCHOR: True}
+            if not self.anchor_config.judge_anchors:
+                kwargs["extra_info"][JUDGE_DEFERRED] = True  # its score is max_score: no judge call
             requests.append(
                 {
                     "prompt_ids": output.batch["prompts"][row][prompt_mask].tolist(),
@@ -641,7 +860,7 @@ class DaGRPOAgentLoopManager(AgentLoopManager):
         workers = self.agent_loop_workers
         chunks = [requests[w :: len(workers)] for w in range(len(workers))]
         parts = await asyncio.gather(
-            *(worker.build_anchor_batch.remote(chunk) for worker, chunk in zip(workers, chunks) if chunk)
+            *(worker.build_anchor_batch.remote(chunk) for worker, chunk in zip(workers, chunks, strict=True) if chunk)
         )
         # chunk w holds requests w, w + W, ...: interleave the parts back into request order
         order = [i for w in range(len(workers)) for i in range(w, len(requests), len(workers))]

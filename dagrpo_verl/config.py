@@ -9,8 +9,9 @@ declares it). Unknown keys and bad values raise a ``ValueError`` naming the key.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 from verl.workers.config.actor import PolicyLossConfig
 
@@ -32,7 +33,9 @@ class AnchorConfig:
     num_anchors: int = 1
     mode: str = "replace"  # "replace" the lowest-reward rollouts, or "append" to the group
     on_failed_verification: str = "use"  # anchor whose answer fails math-verify: "use" or "skip"
-    judge_anchors: bool = False  # anchors are the judge's reference: score = max_score unless judged
+    # An anchor is the judge's reference: it gets max_score without a judge call unless judge_anchors, when it is
+    # judged like a rollout (and a judge failure leaves its score missing: it never falls back to max_score).
+    judge_anchors: bool = False
     max_score: float = 10.0
 
     def __post_init__(self):
@@ -49,6 +52,16 @@ class AnchorConfig:
         if not 0.0 <= float(self.hard_max_accuracy) <= 1.0:
             raise ValueError(
                 f"algorithm.dagrpo.anchor.hard_max_accuracy must be in [0, 1], got {self.hard_max_accuracy!r}."
+            )
+        if not isinstance(self.judge_anchors, bool):
+            raise ValueError(
+                f"algorithm.dagrpo.anchor.judge_anchors must be true or false, got {self.judge_anchors!r}."
+            )
+        number = isinstance(self.max_score, (int, float)) and not isinstance(self.max_score, bool)
+        if not (number and 1.0 <= float(self.max_score) <= 10.0):
+            raise ValueError(
+                f"algorithm.dagrpo.anchor.max_score must be a number in [1, 10] (the judge's scale), "
+                f"got {self.max_score!r}."
             )
 
 
@@ -83,11 +96,17 @@ class DaGRPOConfig:
     delta: float = 3.0  # distinctiveness threshold δ on the 1-10 judge scale
     rectification: bool = True  # False: plain (Dr.)GRPO advantages over the mixed group
     on_missing_score: str = "keep"  # NaN judge score: "keep" the advantage, or "mask" (zero) it
+    # Judge only the groups whose advantages can be non-zero after anchor mixing (the others cannot be masked);
+    # False: judge every response (scores for analysis, at the cost of the uniform groups' calls).
+    lazy_judge: bool = True
     anchor: AnchorConfig = field(default_factory=AnchorConfig)
     judge_health: JudgeHealthConfig = field(default_factory=JudgeHealthConfig)
 
     def __post_init__(self):
         _check_choice("algorithm.dagrpo.on_missing_score", self.on_missing_score, ON_MISSING_SCORE)
+        for key in ("rectification", "lazy_judge"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"algorithm.dagrpo.{key} must be true or false, got {getattr(self, key)!r}.")
         delta = float(self.delta)
         if math.isnan(delta):
             raise ValueError("algorithm.dagrpo.delta is NaN; set a number such as 3.0 (or -inf to disable masks).")

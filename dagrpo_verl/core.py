@@ -41,6 +41,7 @@ __all__ = [
     "judge_scores_tensor",
     "group_ids_from_index",
     "group_relative_advantage",
+    "group_needs_judge_scores",
     "distinctiveness_keep_mask",
     "compute_dagrpo_outcome_advantage",
     "compute_dagrpo_policy_loss",
@@ -132,6 +133,29 @@ def group_relative_advantage(
 
 
 @torch.no_grad()
+def group_needs_judge_scores(rewards: Any) -> bool:
+    """Whether a judge score can change an advantage of one mixed group G_mix (lazy judging).
+
+    Eq. 8-9 act only on samples with ``A_i != 0``; a group whose advantages are all zero (every
+    reward equal: all correct, or all wrong without an anchor) keeps them zero whatever its scores.
+    Decided with :func:`group_relative_advantage` itself, in float32 as the estimator computes it, so
+    the answer is exactly "some ``A_i != 0``": equal rewards give exact zeros whatever their order,
+    unequal ones a non-zero advantage; the std division never turns one into the other.
+
+    Args:
+        rewards: ``(n,)`` sequence rewards R of the group's samples (rollouts and anchors), any order.
+
+    Returns:
+        False when every advantage of the group is 0 (no judge score is needed), else True.
+    """
+    values = torch.as_tensor(rewards, dtype=torch.float32).reshape(-1)
+    if values.numel() < 2:
+        return False
+    advantages = group_relative_advantage(values, torch.zeros(values.numel(), dtype=torch.long))
+    return bool((advantages != 0).any())
+
+
+@torch.no_grad()
 def distinctiveness_keep_mask(
     advantages: torch.Tensor,
     judge_scores: torch.Tensor,
@@ -209,7 +233,10 @@ def compute_dagrpo_outcome_advantage(
 
         * ``pos_masked_frac``: masked positives / positives (0 if none),
         * ``neg_masked_frac``: masked negatives / negatives,
-        * ``missing_scores``: samples with a NaN judge score,
+        * ``needed_scores``: samples with ``A_i != 0``, whose judge score eq. 8-9 read (0 without
+          rectification),
+        * ``missing_scores``: needed samples whose judge score is NaN. A sample with ``A_i = 0``
+          needs none: its NaN score (a group that lazy judging left unjudged) is not missing,
         * ``anchor_frac``: anchors / samples,
         * ``anchor_groups_frac``: groups with at least one anchor / groups,
         * ``anchor_retained_frac``: anchors whose nonzero advantage survived / anchors with A != 0,
@@ -237,13 +264,16 @@ def compute_dagrpo_outcome_advantage(
         if scores.numel() != rewards.numel():
             raise ValueError(f"judge_scores has {scores.numel()} values for {rewards.numel()} samples.")
         keep = distinctiveness_keep_mask(advantages, scores, group_ids, delta, on_missing_score)
-        missing = torch.isnan(scores).sum()
+        needed = advantages != 0
+        missing = (torch.isnan(scores) & needed).sum()
+        needed = needed.sum()
     else:
         keep = torch.ones_like(advantages, dtype=torch.bool)
-        missing = torch.isnan(torch.as_tensor(judge_scores)).sum() if judge_scores is not None else torch.tensor(0)
+        needed = missing = torch.tensor(0)
     rectified = advantages * keep
 
     stats = _advantage_stats(advantages, keep, group_ids, rewards, anchor_mask)
+    stats["needed_scores"] = needed.to(torch.float32)
     stats["missing_scores"] = missing.to(torch.float32)
     token_advantages = rectified.unsqueeze(-1) * response_mask
     return token_advantages, token_advantages, stats

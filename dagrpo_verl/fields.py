@@ -37,6 +37,17 @@ IS_ANCHOR = "is_anchor"
 #: ``reward_kwargs.judge_validation=true``.
 IS_VALIDATION = "is_validation"
 
+#: Flag inside a sample's ``extra_info`` (set by the DaGRPO agent loops on every training sample,
+#: whatever the data row holds; ``python -m dagrpo_verl.data.prepare`` refuses it in data): True iff the
+#: agent loop sets the sample's judge score itself, after the group is graded and anchors are mixed (lazy
+#: group judging, :mod:`dagrpo_verl.judge.group`), so ``dagrpo_verl.reward`` grades it but makes no judge call.
+JUDGE_DEFERRED = "judge_deferred"
+
+#: Key of a sample's agent-loop ``extra_fields`` (v1) / ``non_tensor_batch`` column (legacy): the
+#: ``judge/*`` counters of its group's judge calls (``JudgeStats.to_record``), on one sample per
+#: group (None on the others). The trainer and the estimator merge them into the step's metrics.
+JUDGE_STATS = "judge_stats"
+
 #: Key inside a data row's ``extra_info`` holding the expert solution text (the anchor,
 #: and the judge's reference solution o_demo).
 ANCHOR_TEXT = "anchor"

@@ -15,11 +15,14 @@
 
 Policy (``algorithm.dagrpo.judge_health``, :class:`dagrpo_verl.config.JudgeHealthConfig`; defaults
 ``max_missing_frac=0.2``, ``max_bad_steps=5``): a training step in which more than
-``max_missing_frac`` of the responses reached the estimator without a judge score logs a WARNING
+``max_missing_frac`` of the responses that needed a judge score (advantage != 0: those eq. 8-9 act
+on) reached the estimator without one logs a WARNING
 naming the judge endpoint (``reward.custom_reward_function.reward_kwargs.judge``: backend,
 ``base_url``, ``model``); ``max_bad_steps`` such steps in a row raise :class:`JudgeUnavailableError`,
-which stops the run. A good step resets the count. Only with ``algorithm.dagrpo.rectification=true``
-(without it no score is needed).
+which stops the run. A good step resets the count; a step in which no response needed a score (every
+group uniform) says nothing about the judge and leaves the count as it is. Responses that lazy judging
+left unjudged because their advantage is 0 are not missing. Only with
+``algorithm.dagrpo.rectification=true`` (without it no score is needed).
 
 The count is kept where the advantages are computed (the process running verl's trainer), by
 :func:`record_step`, which both the ``dagrpo`` estimator (verl's own trainer) and the trainer hooks
@@ -68,22 +71,23 @@ class JudgeHealth:
     def __init__(self) -> None:
         self.bad_steps = 0
 
-    def record(self, missing: int, total: int, settings: DaGRPOConfig, endpoint: str) -> None:
-        """Count one training step of ``total`` responses, ``missing`` of them without a judge score.
+    def record(self, missing: int, needed: int, settings: DaGRPOConfig, endpoint: str) -> None:
+        """Count one training step: ``needed`` responses needed a judge score, ``missing`` of them got none.
 
         Raises:
             JudgeUnavailableError: after ``judge_health.max_bad_steps`` bad steps in a row.
         """
-        if not settings.rectification or total <= 0:
+        if not settings.rectification or needed <= 0:
             return
         policy = settings.judge_health
-        share = missing / total
+        share = missing / needed
         if share <= policy.max_missing_frac:
             self.bad_steps = 0
             return
         self.bad_steps += 1
         message = (
-            f"{missing} of {total} responses ({share:.0%}) of this training step have no judge score, more than "
+            f"{missing} of the {needed} responses of this training step that needed a judge score (advantage != 0) "
+            f"({share:.0%}) have none, more than "
             f"algorithm.dagrpo.judge_health.max_missing_frac={policy.max_missing_frac:g}; check {endpoint} "
             f"(judge/failures and judge/timeouts say why). Bad steps in a row: {self.bad_steps} of "
             f"algorithm.dagrpo.judge_health.max_bad_steps={policy.max_bad_steps}."
@@ -100,10 +104,10 @@ class JudgeHealth:
 _PROCESS_HEALTH = JudgeHealth()
 
 
-def record_step(missing: int, total: int, settings: DaGRPOConfig, algorithm_config: Any) -> None:
+def record_step(missing: int, needed: int, settings: DaGRPOConfig, algorithm_config: Any) -> None:
     """:meth:`JudgeHealth.record` on this process's count, naming the endpoint of ``algorithm_config``'s run."""
-    if settings.rectification and total > 0 and missing / total > settings.judge_health.max_missing_frac:
+    if settings.rectification and needed > 0 and missing / needed > settings.judge_health.max_missing_frac:
         endpoint = judge_endpoint(algorithm_config)
     else:
         endpoint = ""
-    _PROCESS_HEALTH.record(missing, total, settings, endpoint)
+    _PROCESS_HEALTH.record(missing, needed, settings, endpoint)

@@ -16,16 +16,15 @@ import logging
 logger = logging.getLogger(__name__)
 
 try:
-    from typing import Any, Optional
+    from typing import Any
 
     import numpy as np
     import torch
-
     from verl.trainer.ppo.core_algos import register_adv_est, register_policy_loss
 
     from dagrpo_verl import core
     from dagrpo_verl.capabilities import estimator_fields_supported, loss_fields_supported
-    from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE
+    from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE, JUDGE_STATS
     from dagrpo_verl.stock import install_start_up_check
 except Exception:  # pragma: no cover - exercised by the broken-install test in a subprocess
     logger.error("dagrpo_verl: failed to register the DaGRPO estimator and loss with verl", exc_info=True)
@@ -35,8 +34,9 @@ __all__ = ["compute_dagrpo_advantage", "compute_policy_loss_dagrpo"]
 
 #: Per-sample fields the estimator and the loss read. On a verl with upstream/0002 and 0004 they are
 #: declared, and verl's own trainer hands them over (detected by capability, see dagrpo_verl.capabilities);
-#: on verl 0.9.1 the trainer hooks of dagrpo_verl.trainer do.
-ESTIMATOR_FIELDS = (JUDGE_SCORE, IS_ANCHOR)
+#: on verl 0.9.1 the trainer hooks of dagrpo_verl.trainer do. ``judge_stats`` (the group judge's counters,
+#: on one sample per group) becomes the step's judge/* metrics where verl logs estimator metrics (0003).
+ESTIMATOR_FIELDS = (JUDGE_SCORE, IS_ANCHOR, JUDGE_STATS)
 LOSS_FIELDS = (IS_ANCHOR,)
 _ESTIMATOR_DECLARATION = {"batch_fields": ESTIMATOR_FIELDS} if estimator_fields_supported() else {}
 _LOSS_DECLARATION = {"batch_fields": LOSS_FIELDS} if loss_fields_supported() else {}
@@ -45,7 +45,7 @@ _LOSS_DECLARATION = {"batch_fields": LOSS_FIELDS} if loss_fields_supported() els
 install_start_up_check()
 
 
-def _from_batch(name: str, non_tensor_batch: Optional[dict], batch: Any) -> Any:
+def _from_batch(name: str, non_tensor_batch: dict | None, batch: Any) -> Any:
     """Per-sample field ``name`` from the kwargs verl PR #7473 passes to estimators."""
     if non_tensor_batch is not None and name in non_tensor_batch:
         return non_tensor_batch[name]
@@ -68,11 +68,11 @@ def _estimator_metrics_key() -> str | None:
 def compute_dagrpo_advantage(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
-    index: Optional[np.ndarray] = None,
+    index: np.ndarray | None = None,
     config: Any = None,
-    judge_scores: Optional[torch.Tensor] = None,
-    anchor_mask: Optional[torch.Tensor] = None,
-    non_tensor_batch: Optional[dict] = None,
+    judge_scores: torch.Tensor | None = None,
+    anchor_mask: torch.Tensor | None = None,
+    non_tensor_batch: dict | None = None,
     batch: Any = None,
     epsilon: float = 1e-6,
 ) -> tuple:
@@ -93,7 +93,8 @@ def compute_dagrpo_advantage(
 
     Returns:
         ``(advantages, returns)``, each ``(bs, T)``; on a verl that logs estimator metrics
-        (upstream/0003) also the ``dagrpo/*`` metrics as a third element.
+        (upstream/0003) also the ``dagrpo/*`` metrics, and the ``judge/*`` metrics of the group judge
+        (``non_tensor_batch['judge_stats']``, :mod:`dagrpo_verl.judge.group`), as a third element.
     """
     # Imported here: dagrpo_verl.config imports verl, whose plugin loader imports this module,
     # so a top-level import would fail whenever dagrpo_verl.config is imported before verl.
@@ -120,9 +121,16 @@ def compute_dagrpo_advantage(
     if non_tensor_batch is not None:  # called by verl's trainer: one training step (dagrpo_verl.judge_health)
         from dagrpo_verl.judge_health import record_step
 
-        record_step(int(stats["missing_scores"]), len(token_level_rewards), settings, config)
+        record_step(int(stats["missing_scores"]), int(stats["needed_scores"]), settings, config)
     if _estimator_metrics_key() is not None:
-        return advantages, returns, {f"dagrpo/{name}": float(value) for name, value in stats.items()}
+        metrics = {f"dagrpo/{name}": float(value) for name, value in stats.items()}
+        if non_tensor_batch is not None and JUDGE_STATS in non_tensor_batch:
+            from dagrpo_verl.judge.metrics import stats_from_records
+
+            judged = stats_from_records(non_tensor_batch[JUDGE_STATS])
+            if judged is not None:
+                metrics.update(judged.to_metrics())
+        return advantages, returns, metrics
     return advantages, returns
 
 
@@ -134,9 +142,9 @@ def compute_policy_loss_dagrpo(
     response_mask: torch.Tensor,
     loss_agg_mode: str = "token-mean",
     config: Any = None,
-    rollout_is_weights: Optional[torch.Tensor] = None,
-    anchor_mask: Optional[torch.Tensor] = None,
-    is_anchor: Optional[torch.Tensor] = None,
+    rollout_is_weights: torch.Tensor | None = None,
+    anchor_mask: torch.Tensor | None = None,
+    is_anchor: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """verl policy loss ``dagrpo`` (``actor_rollout_ref.actor.policy_loss.loss_mode=dagrpo``).
 

@@ -21,11 +21,15 @@ T = 1.0 when it ran past the bound, E = 1.0 when the grader failed (R = 0 in bot
 Nothing a policy can write (odd Unicode, NUL bytes, huge or deeply nested text, None) raises;
 a bad setting raises a named ``ValueError`` at the first call. S in [1, 10] is the judge's score
 against the reference, NaN when missing. The reference is ``extra_info["anchor"]`` (the expert
-solution); without one the judge gets the ground-truth answer and is told so. Anchors
-(``extra_info["is_anchor"]``) get ``judge.max_score`` without a judge call unless
-``judge.judge_anchors=true``. Validation samples (``extra_info["is_validation"]``, set by the
-DaGRPO agent loops) get S = NaN without a judge call unless ``reward_kwargs.judge_validation=true``:
-no advantage is computed from them. The problem statement is read from ``extra_info["question"]``.
+solution); without one the judge gets the ground-truth answer and is told so (:func:`judge_item`).
+The problem statement is read from ``extra_info["question"]``. No judge call is made, and S = NaN, for
+
+* samples whose judge score the DaGRPO agent loop sets itself (``extra_info["judge_deferred"]``, set by
+  the agent loops on every training sample): it judges a group after grading and anchor mixing, and
+  only when a score can change an advantage (lazy judging, :mod:`dagrpo_verl.judge.group`); it also
+  sets it on an anchor whose score is ``algorithm.dagrpo.anchor.max_score``;
+* validation samples (``extra_info["is_validation"]``, set by the DaGRPO agent loops) unless
+  ``reward_kwargs.judge_validation=true``: no advantage is computed from them.
 
 Faults (docs/reliability.md). A sample whose scoring raises (a data row the reward cannot read,
 such as a null or non-finite ground truth or an ``extra_info`` of the wrong type, or a bug) is a
@@ -66,14 +70,15 @@ from dagrpo_verl.fields import (
     ANCHOR_TEXT,
     GRADE_ERROR,
     GRADE_TIMEOUT,
-    IS_ANCHOR,
     IS_VALIDATION,
+    JUDGE_DEFERRED,
     JUDGE_SCORE,
     QUESTION,
     REWARD_ERROR,
 )
 from dagrpo_verl.grading import ground_truth_text
 from dagrpo_verl.grading_pool import GradeStatus, GradingConfig, get_grading_pool, grading_config_from, utf8_safe
+from dagrpo_verl.judge import metrics as judge_metrics
 from dagrpo_verl.judge.config import CONFIG_PREFIX, JudgeConfig, judge_config_from
 from dagrpo_verl.judge.core import get_judge
 from dagrpo_verl.judge.scorers import JudgeItem
@@ -87,6 +92,9 @@ __all__ = [
     "check_reward_kwargs",
     "compute_score",
     "fault_metrics",
+    "is_dagrpo_reward",
+    "judge_config_of",
+    "judge_item",
     "max_error_frac_from",
     "pop_error_examples",
     "pop_error_examples_from",
@@ -130,7 +138,8 @@ async def compute_score(
         data_source: the row's ``data_source`` (selects letter grading for ARC/GPQA/MMLU).
         solution_str: the decoded response.
         ground_truth: the row's ``reward_model.ground_truth`` (a string or a number).
-        extra_info: the row's ``extra_info`` (``question``, ``anchor``, ``is_anchor``).
+        extra_info: the row's ``extra_info`` (``question``, ``anchor``; ``judge_deferred`` and
+            ``is_validation`` set by the DaGRPO agent loops).
         judge: the judge settings from ``reward.custom_reward_function.reward_kwargs.judge``
             (see :class:`~dagrpo_verl.judge.config.JudgeConfig`); default: the rule scorer.
         require_boxed: R counts only the response's last ``\\boxed{}`` (``reward_kwargs.require_boxed``);
@@ -181,6 +190,41 @@ def check_reward_kwargs(reward_kwargs: Mapping[str, Any] | None, reward_router_a
     )
 
 
+def is_dagrpo_reward(path: Any) -> bool:
+    """Whether ``reward.custom_reward_function.path`` names this module (``pkg://dagrpo_verl.reward``,
+    ``dagrpo_verl/reward.py``, ...)."""
+    return bool(path) and str(path).removeprefix("pkg://").replace("/", ".").removesuffix(".py") == __name__
+
+
+def judge_config_of(reward_kwargs: Mapping[str, Any] | None) -> JudgeConfig:
+    """The judge settings of ``reward.custom_reward_function.reward_kwargs`` (``judge.*``), as
+    :func:`compute_score` reads them: the group judge of the DaGRPO agent loop uses the same judge."""
+    judge = dict(reward_kwargs or {}).get("judge")
+    return _config(judge, None)
+
+
+def judge_item(data_source: Any, solution_str: Any, ground_truth: Any, extra_info: Any) -> JudgeItem:
+    """The judge request of one response, exactly as :func:`compute_score` sends it: the problem
+    (``extra_info.question``, or a note that it is unavailable), the response, and the reference
+    (``extra_info.anchor``, the expert solution; without one the ground-truth answer).
+
+    Raises:
+        ValueError: for a row the reward cannot read (it then scores ``reward_error`` = 1).
+    """
+    ground_truth = ground_truth_text(ground_truth, f"reward_model.ground_truth (data_source={data_source!r})")
+    if extra_info is None:
+        extra_info = {}
+    elif not isinstance(extra_info, Mapping):
+        raise ValueError(f"extra_info must be a dict (the row's extra_info), got {type(extra_info).__name__}.")
+    anchor = utf8_safe(_text(extra_info, ANCHOR_TEXT))
+    return JudgeItem(
+        question=utf8_safe(_text(extra_info, QUESTION)) or _NO_QUESTION,
+        response=utf8_safe(solution_str),
+        reference=anchor or utf8_safe(ground_truth),
+        reference_kind="solution" if anchor else "answer",
+    )
+
+
 def _settings(
     judge: Any,
     require_boxed: Any,
@@ -228,20 +272,13 @@ async def _score_sample(
     solution_str = utf8_safe(solution_str)
 
     judge_task = None
-    if config.backend == "none":
-        judge_score = math.nan
+    judge_score = math.nan
+    if config.backend == "none" or bool(extra_info.get(JUDGE_DEFERRED, False)):
+        pass  # no judge, or the DaGRPO agent loop judges the group after grading (lazy judging)
     elif bool(extra_info.get(IS_VALIDATION, False)) and not judge_validation:
-        judge_score = math.nan  # a validation score feeds no advantage: no judge call
-    elif bool(extra_info.get(IS_ANCHOR, False)) and not config.judge_anchors:
-        judge_score = float(config.max_score)
+        pass  # a validation score feeds no advantage: no judge call
     else:
-        anchor = utf8_safe(_text(extra_info, ANCHOR_TEXT))
-        item = JudgeItem(
-            question=utf8_safe(_text(extra_info, QUESTION)) or _NO_QUESTION,
-            response=solution_str,
-            reference=anchor or utf8_safe(ground_truth),
-            reference_kind="solution" if anchor else "answer",
-        )
+        item = judge_item(data_source, solution_str, ground_truth, extra_info)
         # Started first: off the main thread, the request is in flight while the answer is graded.
         judge_task = asyncio.ensure_future(get_judge(config).score([item]))
     try:
@@ -250,7 +287,9 @@ async def _score_sample(
             solution_str, ground_truth, "" if data_source is None else str(data_source), bool(require_boxed)
         )
         if judge_task is not None:
+            judge_metrics.record(ready_time=time.time())  # graded: what the judge takes from here is exposed
             judge_score = (await judge_task)[0]
+            judge_metrics.record(judged_time=time.time())
     finally:
         if judge_task is not None and not judge_task.done():
             judge_task.cancel()

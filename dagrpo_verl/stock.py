@@ -167,10 +167,23 @@ def check_stock_verl(config: DictConfig, capabilities: VerlCapabilities | None =
                 "algorithm.dagrpo.anchor.enable=false."
             )
     if settings.rectification and estimator == _DAGRPO:
+        from dagrpo_verl.reward import is_dagrpo_reward
+
+        # The DaGRPO managers judge by group and send each group's judge/* counters with its samples, which the
+        # estimator logs (a declared field, upstream/0002, and estimator metrics, 0003).
+        manager = _select(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class")
+        reward = _select(config, "reward.custom_reward_function.path")
+        carried = manager in ANCHOR_MANAGERS and is_dagrpo_reward(reward)
+        carried = carried and (caps.estimator_fields if use_v1 else caps.estimator_batch) and caps.estimator_metrics
+        uncollected = (
+            "the reward's error budget (reward/*) is"
+            if carried
+            else "the judge's judge/* counters and the reward's error budget (reward/*) are"
+        )
         logger.warning(
-            f"Under {stock} the judge's judge/* counters and the reward's error budget (reward/*) are not collected "
-            "from the reward workers; a judge that answers nothing shows as dagrpo/missing_scores (the estimator "
-            "stops the run after algorithm.dagrpo.judge_health settings). python -m dagrpo_verl.main logs both."
+            f"Under {stock} {uncollected} not collected from the reward workers; a judge that answers nothing shows "
+            "as dagrpo/missing_scores (the estimator stops the run after algorithm.dagrpo.judge_health settings). "
+            "python -m dagrpo_verl.main logs both."
         )
 
 

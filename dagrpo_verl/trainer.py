@@ -53,8 +53,8 @@ from verl.workers.utils.padding import response_to_nested
 from dagrpo_verl import core
 from dagrpo_verl.config import dagrpo_config_from
 from dagrpo_verl.diagnostics import onpolicy_diagnostics
-from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE
-from dagrpo_verl.judge import pop_metrics_from
+from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE, JUDGE_STATS
+from dagrpo_verl.judge.metrics import JudgeStats, pop_stats_from, stats_from_records
 from dagrpo_verl.judge_health import record_step
 from dagrpo_verl.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss, finish_loss_metrics
 from dagrpo_verl.metrics_file import keep_metrics_file
@@ -189,7 +189,7 @@ def compute_batch_advantage(
         on_missing_score=settings.on_missing_score,
         norm_adv_by_std_in_grpo=bool(algorithm_config.get("norm_adv_by_std_in_grpo", True)),
     )
-    record_step(int(stats["missing_scores"]), int(group_rows.numel()), settings, algorithm_config)
+    record_step(int(stats["missing_scores"]), int(stats["needed_scores"]), settings, algorithm_config)
     row_advantage = torch.zeros(size, dtype=torch.float32)
     row_advantage[group_rows] = group_advantages[:, 0]
     per_row = torch.where(source >= 0, row_advantage[source.clamp_min(0)], torch.zeros_like(row_advantage))
@@ -222,6 +222,11 @@ def rollout_correction_without_anchors(
         weights[on_policy] = subset.batch["rollout_is_weights"]
         data.batch["rollout_is_weights"] = weights * response_mask
     return data, metrics
+
+
+def _merged_judge_metrics(*windows: JudgeStats | None) -> dict[str, float]:
+    """``judge/*`` metrics of the windows together (None: a source without any)."""
+    return JudgeStats().merge(*(w for w in windows if w is not None)).to_metrics()
 
 
 # ----------------------------------------------------------------------------- v1 trainer
@@ -341,7 +346,7 @@ class DaGRPOTrainerMixin:
         data.batch["advantages"] = advantages
         data.batch["returns"] = advantages
         metrics.update(stats)
-        metrics.update(pop_metrics_from(self._judge_actor_handles()))
+        metrics.update(self._judge_metrics(batch))
 
         fields = ["advantages", "returns"]
         if self.config.algorithm.use_kl_in_reward:
@@ -352,6 +357,22 @@ class DaGRPOTrainerMixin:
                 fields.append("rollout_is_weights")
         output = TensorDict({f: response_to_nested(data.batch[f], response_mask) for f in fields}, batch_size=size)
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
+
+    def _judge_metrics(self, batch) -> dict[str, float]:
+        """The step's ``judge/*`` metrics: the group judge's counters carried by the batch's samples
+        (``extra_fields['judge_stats']``, :mod:`dagrpo_verl.judge.group`), merged with whatever the judge
+        counted in the reward-loop and agent-loop worker processes outside a group (the reward function's own
+        calls, e.g. judged validation)."""
+        import transfer_queue as tq
+
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
+        extras = data["extra_fields"] if "extra_fields" in data else [None] * len(batch)
+        records = [
+            (extra or {}).get(JUDGE_STATS)
+            for extra, tag in zip(extras, batch.tags, strict=True)
+            if not tag.get("is_padding", False)
+        ]
+        return _merged_judge_metrics(stats_from_records(records), pop_stats_from(self._judge_actor_handles()))
 
     # reward faults (issue 11, docs/reliability.md) ---------------------------------------------------------
     def _record_reward_faults(self, batch, metrics: dict) -> None:
@@ -499,6 +520,7 @@ class DaGRPORayPPOTrainer(RayPPOTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._dagrpo_metrics: dict[str, float] = {}
+        self._judge_stats: JudgeStats | None = None  # the group judge's counters of the current batch
 
     def init_workers(self):
         """verl's worker set-up, then the DaGRPO actor loss on the actor workers."""
@@ -550,6 +572,7 @@ class DaGRPORayPPOTrainer(RayPPOTrainer):
         data.batch["advantages"] = advantages
         data.batch["returns"] = advantages
         self._dagrpo_metrics = {**stats, **diagnostics}
+        self._judge_stats = stats_from_records(data.non_tensor_batch.get(JUDGE_STATS, ()))
         return data
 
     def _update_actor(self, batch: DataProto) -> DataProto:
@@ -563,7 +586,9 @@ class DaGRPORayPPOTrainer(RayPPOTrainer):
         output.meta_info["metrics"].update(fault_metrics(faults))
         finish_loss_metrics(output.meta_info["metrics"])
         output.meta_info["metrics"].update(self._dagrpo_metrics)
-        output.meta_info["metrics"].update(pop_metrics_from(self.reward_loop_manager.reward_loop_workers or []))
+        leftover = pop_stats_from(self.reward_loop_manager.reward_loop_workers or [])
+        output.meta_info["metrics"].update(_merged_judge_metrics(self._judge_stats, leftover))
+        self._judge_stats = None
         return output
 
 

@@ -109,6 +109,7 @@ def validate_dagrpo_config(config: DictConfig) -> DaGRPOConfig | None:
         )
     if settings.rectification:
         _check_judge_reward(config)
+        _check_lazy_judging(config, settings)
     if settings.anchor.enable:
         _check_anchors(config, loss_mode, use_v1)
     return settings
@@ -287,10 +288,10 @@ def _check_loss(config: DictConfig, use_v1: bool) -> None:
 def _check_reward_kwargs(config: DictConfig) -> None:
     """``reward_kwargs`` of ``dagrpo_verl.reward`` checked before Ray starts: verl 0.9.1's v1 trainer turns an
     exception in the reward function into failed prompt groups, and stops with an error that does not name it."""
-    path = _select(config, "reward.custom_reward_function.path")
-    if not path or str(path).removeprefix("pkg://").replace("/", ".").removesuffix(".py") != "dagrpo_verl.reward":
+    from dagrpo_verl.reward import check_reward_kwargs, is_dagrpo_reward
+
+    if not is_dagrpo_reward(_select(config, "reward.custom_reward_function.path")):
         return
-    from dagrpo_verl.reward import check_reward_kwargs
 
     router = "127.0.0.1:8000" if _select(config, "reward.reward_model.enable", False) else None  # verl's, at run time
     reward_kwargs = _select(config, "reward.custom_reward_function.reward_kwargs")
@@ -318,7 +319,9 @@ def _check_judge_reward(config: DictConfig) -> None:
             "reward.reward_model.enable=true replaces it by a reward model; set reward.reward_model.enable=false "
             "(the judge is configured under reward.custom_reward_function.reward_kwargs.judge)."
         )
-    if str(path).removeprefix("pkg://").replace("/", ".").removesuffix(".py") != "dagrpo_verl.reward":
+    from dagrpo_verl.reward import is_dagrpo_reward
+
+    if not is_dagrpo_reward(path):
         return  # a user reward function: it must return {"score": ..., "judge_score": ...} itself
     judge = _select(config, "reward.custom_reward_function.reward_kwargs.judge")
     from dagrpo_verl.judge import judge_config_from
@@ -343,21 +346,44 @@ def _check_judge_reward(config: DictConfig) -> None:
         )
 
 
+def _check_lazy_judging(config: DictConfig, settings: DaGRPOConfig) -> None:
+    """Lazy judging decides from the rewards the agent loop sees; a KL penalty in the reward changes them later.
+
+    With ``algorithm.use_kl_in_reward=true`` the estimator's sequence rewards are the scores minus a
+    per-token KL penalty, so a group whose scores are all equal still gets non-zero advantages, whose
+    judge scores lazy judging would not have asked for. Policy: refuse, naming both fixes.
+    """
+    if settings.lazy_judge and _select(config, "algorithm.use_kl_in_reward", False):
+        raise DaGRPOConfigError(
+            "algorithm.dagrpo.lazy_judge=true skips the judge for groups whose rewards are all equal, but "
+            "algorithm.use_kl_in_reward=true subtracts a KL penalty from the rewards after the agent loop, so such "
+            "groups get non-zero advantages that eq. 8-9 would mask with scores never asked for. Set "
+            "algorithm.dagrpo.lazy_judge=false (judge every response) or algorithm.use_kl_in_reward=false (the "
+            "paper uses no KL)."
+        )
+
+
 def _warn_judged_validation(config: DictConfig, backend: str) -> None:
-    """Validation samples skip the judge only when a DaGRPO agent-loop manager marks them."""
+    """Validation samples skip the judge, and training groups are judged lazily, only with a DaGRPO
+    agent-loop manager (it marks the samples it judges itself)."""
     if backend not in ("openai", "hf"):
-        return
-    if _select(config, "reward.custom_reward_function.reward_kwargs.judge_validation", False):
         return
     manager = _select(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class")
     if manager in (_V1_MANAGER, _LEGACY_MANAGER):
         return
     expected = _V1_MANAGER if bool(_select(config, "trainer.use_v1", True)) else _LEGACY_MANAGER
+    validation = not _select(config, "reward.custom_reward_function.reward_kwargs.judge_validation", False)
     logger.warning(
-        f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager} does not mark validation samples, so "
-        "the judge scores every validation response (scores nothing uses). Set "
-        f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={expected}, or "
-        "reward.custom_reward_function.reward_kwargs.judge_validation=true to judge them on purpose."
+        f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager} does not judge by group, so the reward "
+        "function judges every training response, also in groups whose advantages are all zero (the lazy judging "
+        "of algorithm.dagrpo.lazy_judge needs the DaGRPO manager)"
+        + (", and every validation response (scores nothing uses)" if validation else "")
+        + f". Set actor_rollout_ref.rollout.agent.agent_loop_manager_class={expected}"
+        + (
+            ", or reward.custom_reward_function.reward_kwargs.judge_validation=true to judge validation on purpose."
+            if validation
+            else "."
+        )
     )
 
 

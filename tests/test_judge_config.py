@@ -10,7 +10,14 @@ from dagrpo_verl.judge.openai_client import chat_completions_url
 
 def test_defaults_are_the_rule_scorer():
     config = judge_config_from(None)
-    assert config == JudgeConfig() and config.backend == "rule" and config.judge_anchors is False
+    assert config == JudgeConfig() and config.backend == "rule"
+
+
+@pytest.mark.parametrize("key", ["judge_anchors", "max_score"])
+def test_anchor_keys_moved_to_the_anchor_block(key):
+    """One home: an anchor's score is decided by the anchor mixer (algorithm.dagrpo.anchor.*)."""
+    with pytest.raises(ValueError, match=rf"{CONFIG_PREFIX}\.{key} moved to algorithm\.dagrpo\.anchor\.{key}"):
+        judge_config_from({key: True})
 
 
 def test_dictconfig_from_hydra_is_accepted():
@@ -32,8 +39,6 @@ def test_dictconfig_from_hydra_is_accepted():
         ({"timeout_s": 0}, "timeout_s"),
         ({"deadline_s": float("inf")}, "deadline_s"),
         ({"max_response_chars": 10}, "max_response_chars"),
-        ({"judge_anchors": "yes"}, "judge_anchors"),
-        ({"max_score": 11}, "max_score"),
         ({"temperature": -1}, "temperature"),
         ({"api_key_env": "DAGRPO_SURELY_UNSET_VARIABLE"}, "api_key_env"),
         ({"timeout": 3}, "timeout"),

@@ -74,18 +74,23 @@ def test_loaded_through_verl_config_with_the_openai_judge():
     assert "REFERENCE FINAL ANSWER" in without_anchor and "\\frac{1}{2}" in without_anchor  # ground truth as reference
 
 
-def test_anchors_are_not_judged_by_default():
+def test_deferred_samples_are_graded_but_not_judged():
+    """extra_info.judge_deferred (set by the DaGRPO agent loop, which judges the group itself after grading):
+    graded, no judge call, S = NaN. The reward function no longer decides anchor scores (one home: the mixer)."""
     with LocalJudgeServer(fixed_score(4)) as server:
-        settings = {"backend": "openai", "base_url": server.url, "model": "stand-in"}
-        anchor = {"question": "q", "anchor": "\\boxed{7}", "is_anchor": np.True_}
-        skipped = score(verl_reward_fn(settings), data_source="math", solution_str="\\boxed{7}", ground_truth="7",
-                        extra_info=anchor)
+        fn = verl_reward_fn({"backend": "openai", "base_url": server.url, "model": "stand-in"})
+        info = {"question": "q", "anchor": "\\boxed{7}"}
+        deferred = score(fn, data_source="math", solution_str="\\boxed{7}", ground_truth="7",
+                         extra_info={**info, "judge_deferred": np.True_, "is_anchor": True})
         assert server.count == 0
-        judged = score(verl_reward_fn({**settings, "judge_anchors": True}), data_source="math",
-                       solution_str="\\boxed{7}", ground_truth="7", extra_info=anchor)
+        pop_metrics()
+        eager = score(fn, data_source="math", solution_str="\\boxed{7}", ground_truth="7", extra_info=info)
         assert server.count == 1
-    assert skipped == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 10.0, **GRADED}
-    assert judged[JUDGE_SCORE] == 4.0
+        metrics = pop_metrics()
+    assert deferred[ACC] == 1.0 and math.isnan(deferred[JUDGE_SCORE]) and set(deferred) == KEYS
+    assert eager[JUDGE_SCORE] == 4.0
+    # the eager call marks the sample graded, then judged: the judge's wall time after grading is measured
+    assert metrics["judge/requests"] == 1 and metrics["judge/wall_exposed_s"] >= 0.0
 
 
 def test_dead_judge_gives_nan_with_the_same_keys():

@@ -25,7 +25,7 @@ the line), the field and the fix. Numeric ground truths are kept exact
 never ``1e+20``; a JSON decimal keeps the digits it was written with); bool, NaN and infinite
 ones are refused. ``extra_info.question`` must be a string (empty or absent: the last user
 message), and the flags the trainer sets itself (``extra_info.is_anchor``,
-``extra_info.is_validation``) are refused in the data: the first would give every rollout of
+``extra_info.is_validation``, ``extra_info.judge_deferred``) are refused in the data: the first would give every rollout of
 the prompt the judge's maximum score, the second would switch its judge calls off. ``--on-invalid fail`` (default) stops with all errors listed before anything is
 written; ``--on-invalid drop`` writes the valid rows and reports how many rows of each
 kind were dropped.
@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from dagrpo_verl.fields import ANCHOR_TEXT, IS_ANCHOR, IS_VALIDATION, QUESTION
+from dagrpo_verl.fields import ANCHOR_TEXT, IS_ANCHOR, IS_VALIDATION, JUDGE_DEFERRED, QUESTION
 from dagrpo_verl.grading import GroundTruthError, ground_truth_text
 
 __all__ = [
@@ -199,6 +199,8 @@ _TRAINER_FLAGS = {
     "rollout of the prompt the judge's maximum score",
     IS_VALIDATION: "the agent loop marks validation samples with it, and a training row carrying it would make no "
     "judge call for any rollout of the prompt (verl's own agent loop passes the data value through)",
+    JUDGE_DEFERRED: "the DaGRPO agent loop marks the samples it judges itself with it, and a row carrying it would "
+    "make no judge call for any rollout of the prompt where no DaGRPO agent loop judges",
 }
 
 

@@ -9,6 +9,7 @@ Public API::
     metrics = pop_metrics()   # {"judge/requests": ..., "judge/prompt_tokens": ..., ...}, then reset
     metrics = pop_metrics_from(reward_worker_handles)   # the same, gathered from verl's Ray reward workers
     count_not_needed(n)   # a group-level caller skipped n responses whose score cannot matter
+    result = await judge_group(judge, items, needed=True)   # one group: scores + its own counters
 
 ``Judge.score`` never raises: every failure is a counted NaN (see ``docs/judge.md``).
 
@@ -18,13 +19,24 @@ Backends: ``openai`` (any OpenAI-compatible server), ``hf`` (local transformers 
 
 from dagrpo_verl.judge.config import BACKENDS, JudgeConfig, judge_config_from
 from dagrpo_verl.judge.core import Judge, aclose_judges, get_judge, make_scorer
-from dagrpo_verl.judge.metrics import JudgeStats, count_not_needed, pop_metrics, pop_metrics_from, pop_stats
+from dagrpo_verl.judge.group import GroupScores, judge_group, stats_record
+from dagrpo_verl.judge.metrics import (
+    JudgeStats,
+    collect_into,
+    count_not_needed,
+    pop_metrics,
+    pop_metrics_from,
+    pop_stats,
+    pop_stats_from,
+    stats_from_records,
+)
 from dagrpo_verl.judge.prompt import TEMPLATE_VERSION, build_prompt, parse_verdict
 from dagrpo_verl.judge.scorers import JudgeItem, RuleScorer, Scorer
 
 __all__ = [
     "BACKENDS",
     "TEMPLATE_VERSION",
+    "GroupScores",
     "Judge",
     "JudgeConfig",
     "JudgeItem",
@@ -33,12 +45,17 @@ __all__ = [
     "Scorer",
     "aclose_judges",
     "build_prompt",
+    "collect_into",
     "count_not_needed",
     "get_judge",
     "judge_config_from",
+    "judge_group",
     "make_scorer",
     "parse_verdict",
     "pop_metrics",
     "pop_metrics_from",
     "pop_stats",
+    "pop_stats_from",
+    "stats_from_records",
+    "stats_record",
 ]

@@ -18,7 +18,16 @@ from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-__all__ = ["BACKENDS", "CONFIG_PREFIX", "Endpoint", "JudgeConfig", "judge_config_from", "parse_endpoint", "redact_url"]
+__all__ = [
+    "BACKENDS",
+    "CONFIG_PREFIX",
+    "MOVED_KEYS",
+    "Endpoint",
+    "JudgeConfig",
+    "judge_config_from",
+    "parse_endpoint",
+    "redact_url",
+]
 
 #: ``openai``: an OpenAI-compatible chat-completions server (vLLM, SGLang, verl's reward-model
 #: router, a hosted API). ``hf``: an in-process transformers causal LM. ``rule``: the cheap
@@ -27,6 +36,12 @@ BACKENDS = ("openai", "hf", "rule", "none")
 
 #: Where the keys live in a verl config; used in error messages.
 CONFIG_PREFIX = "reward.custom_reward_function.reward_kwargs.judge"
+
+#: Keys that were judge settings once and now live elsewhere: the old key -> its one home.
+MOVED_KEYS = {
+    "judge_anchors": "algorithm.dagrpo.anchor.judge_anchors",
+    "max_score": "algorithm.dagrpo.anchor.max_score",
+}
 
 #: Query parameters whose values :func:`redact_url` hides (matched as substrings of the
 #: lower-cased name: ``api_key``, ``access_token``, ``sig``, ...).
@@ -70,8 +85,6 @@ class JudgeConfig:
         max_question_chars: the same cut for the problem statement.
         max_reply_bytes: largest judge reply body read (``openai``); a longer one is a bad
             reply (missing score), never read further.
-        judge_anchors: False: off-policy anchors get ``max_score`` without a judge call.
-        max_score: score given to anchors that are not judged.
         temperature: sampling temperature of the judge (0 = greedy).
         max_new_tokens: most tokens the judge may write.
     """
@@ -91,8 +104,6 @@ class JudgeConfig:
     max_reference_chars: int = 32000
     max_question_chars: int = 8000
     max_reply_bytes: int = 1 << 20
-    judge_anchors: bool = False
-    max_score: float = 10.0
     temperature: float = 0.0
     max_new_tokens: int = 512
 
@@ -151,10 +162,6 @@ class JudgeConfig:
         _check_positive("connect_timeout_s", self.connect_timeout_s)
         _check_positive("timeout_s", self.timeout_s)
         _check_positive("deadline_s", self.deadline_s)
-        if not isinstance(self.judge_anchors, bool):
-            raise ValueError(f"{CONFIG_PREFIX}.judge_anchors must be true or false, got {self.judge_anchors!r}.")
-        if not (_is_number(self.max_score) and 1.0 <= float(self.max_score) <= 10.0):
-            raise ValueError(f"{CONFIG_PREFIX}.max_score must be a number in [1, 10], got {self.max_score!r}.")
         if not (_is_number(self.temperature) and 0.0 <= float(self.temperature) <= 2.0):
             raise ValueError(f"{CONFIG_PREFIX}.temperature must be a number in [0, 2], got {self.temperature!r}.")
 
@@ -276,6 +283,16 @@ def judge_config_from(values: Any = None) -> JudgeConfig:
                 f"set keys such as {CONFIG_PREFIX}.backend=openai."
             )
     known = {f.name for f in fields(JudgeConfig)}
+    moved = sorted(set(map(str, values)) & set(MOVED_KEYS))
+    if moved:
+        raise ValueError(
+            "; ".join(
+                f"{CONFIG_PREFIX}.{key} moved to {MOVED_KEYS[key]} (one home: the anchor mixer decides an "
+                "anchor's score)"
+                for key in moved
+            )
+            + f"; remove {', '.join(CONFIG_PREFIX + '.' + k for k in moved)} and set the algorithm.dagrpo.anchor key."
+        )
     unknown = sorted(set(map(str, values)) - known)
     if unknown:
         raise ValueError(
