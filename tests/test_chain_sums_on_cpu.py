@@ -13,9 +13,12 @@
 # limitations under the License.
 """The chain-sums task of the rectification scenario: its judge, reward function, data and warm start.
 
-Real parts: math-verify (through dagrpo_verl.grading), dagrpo_verl.core's masks, transformers.
+Real parts: math-verify in dagrpo_verl.grading_pool's grading processes, dagrpo_verl.core's masks,
+transformers.
 """
 
+import asyncio
+import math
 import time
 
 import pandas as pd
@@ -34,8 +37,12 @@ from dagrpo_verl.cpu.chain_sums import (
 REFERENCE = reference_solution(1, 2, 4)  # "1 + 2 = 3. 3 + 4 = 7. \boxed{7}"
 
 
-def _score(response: str) -> dict:
-    return compute_score("dagrpo/chain_sums", response, "7", {"anchor": REFERENCE})
+FAULTS = {"grade_timeout": 0.0, "grade_error": 0.0, "reward_error": 0.0}
+
+
+def _score(response, ground_truth="7", extra_info=None, **settings) -> dict:
+    info = {"anchor": REFERENCE} if extra_info is None else extra_info
+    return asyncio.run(compute_score("dagrpo/chain_sums", response, ground_truth, info, **settings))
 
 
 def test_reference_solution_text():
@@ -56,7 +63,21 @@ def test_reference_solution_text():
     ],
 )
 def test_reward_and_judge_by_hand(response, reward, judge, work):
-    assert _score(response) == {"score": reward, "acc": reward, "judge_score": judge, "work": work}
+    assert _score(response) == {"score": reward, "acc": reward, "judge_score": judge, "work": work, **FAULTS}
+
+
+@pytest.mark.parametrize(
+    "response, work",
+    [
+        ("11 + 2 = 3. 3 + 4 = 7.", 0.5),  # whole numbers only: "11 + 2 = 3" does not state "1 + 2 = 3"
+        ("1 + 2 = 3. 3 + 4 = 78.", 0.5),
+        ("x1 + 2 = 3y", 0.5),
+        (" " * 1995 + "1 + 2 = 3. 3 + 4 = 7.", 0.0),  # past MAX_JUDGED_CHARS: not read
+        (" " * 1985 + "1 + 2 = 3. 3 + 4 = 7.", 0.5),  # only the first step within it
+    ],
+)
+def test_steps_are_whole_numbers_within_the_judged_prefix(response, work):
+    assert _score(response)["work"] == work
 
 
 def test_the_masks_drop_lucky_guesses_next_to_near_misses():
@@ -77,25 +98,60 @@ def test_the_masks_drop_lucky_guesses_next_to_near_misses():
 
 
 def test_reward_kwargs_are_refused_not_ignored():
-    with pytest.raises(ValueError, match="takes no reward_kwargs"):
-        compute_score("dagrpo/chain_sums", "\\boxed{7}", "7", {"anchor": REFERENCE}, judge={"backend": "openai"})
-    with pytest.raises(ValueError, match="reference solution"):
-        compute_score("dagrpo/chain_sums", "\\boxed{7}", "7", {})
-    # verl's reward-model arguments are accepted (and unused)
-    assert compute_score("dagrpo/chain_sums", "\\boxed{7}", "7", {"anchor": REFERENCE}, reward_router_address=None)
+    with pytest.raises(ValueError, match="takes no reward_kwargs other than grading"):
+        _score("\\boxed{7}", judge={"backend": "openai"})
+    with pytest.raises(ValueError, match="reward_kwargs.grading.timeout_s"):
+        _score("\\boxed{7}", grading={"timeout_s": -1})
+    # verl's reward-model arguments are accepted (and unused), the grading bound is taken
+    assert _score("\\boxed{7}", reward_router_address=None, grading={"timeout_s": 5})["score"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "ground_truth, extra_info",
+    [
+        ("7", {}),  # no reference solution
+        ("7", {"anchor": None}),
+        ("7", {"anchor": "no steps here"}),  # a reference that states no step
+        ("7", ["not", "a", "dict"]),
+        (None, {"anchor": REFERENCE}),  # a null ground truth
+        (float("nan"), {"anchor": REFERENCE}),
+    ],
+)
+def test_a_row_it_cannot_read_is_a_counted_error_not_an_exception(ground_truth, extra_info):
+    result = _score("1 + 2 = 3. 3 + 4 = 7. \\boxed{7}", ground_truth, extra_info)
+    assert result["reward_error"] == 1.0 and result["score"] == result["acc"] == 0.0 and result["work"] == 0.0
+    assert math.isnan(result["judge_score"])  # a missing judge score, not a made-up one
 
 
 def test_hostile_responses_are_bounded():
+    """Responses a policy could write (huge, nested, NUL, lone surrogates, not text, a math-verify hang,
+    regex-adversarial digit and space runs): the same keys, a score in [1, 10], bounded time."""
     started = time.perf_counter()
     for response in (
         "1 + 2 = 3. " * 200_000,
         "9" * 1_000_000 + " + 1 = 2",
         "{" * 100_000 + "\\boxed{7",
         "\x00" * 10_000,
+        "\ud800 1 + 2 = 3 \udfff \\boxed{7}",
+        None,
+        12345,
+        ("1" + " " * 40 + "+") * 1000,
+        "1+" * 100_000,
+        ("1 + " + " " * 30) * 10_000,
     ):
         result = _score(response)
-        assert set(result) == {"score", "acc", "judge_score", "work"} and 1.0 <= result["judge_score"] <= 10.0
+        assert set(result) == {"score", "acc", "judge_score", "work", *FAULTS} and 1.0 <= result["judge_score"] <= 10.0
+        assert result["reward_error"] == 0.0
     assert time.perf_counter() - started < 30
+
+
+def test_a_grade_past_the_bound_scores_zero_and_is_counted():
+    """``\\boxed{10^{10^{10}}}`` hangs math-verify in C (no signal interrupts it); the grading process is
+    killed at ``grading.timeout_s`` and the sample counts as a timeout, its work still judged."""
+    started = time.perf_counter()
+    result = _score("1 + 2 = 3. 3 + 4 = 7. \\boxed{10^{10^{10}}}", "1", grading={"timeout_s": 1.0})
+    assert time.perf_counter() - started < 10
+    assert result["grade_timeout"] == 1.0 and result["score"] == 0.0 and result["judge_score"] == 6.0
 
 
 def test_task_holds_out_combinations(tmp_path):
@@ -111,7 +167,8 @@ def test_task_holds_out_combinations(tmp_path):
 
 
 def _score_row(row, response):
-    return compute_score(row["data_source"], response, row["reward_model"]["ground_truth"], dict(row["extra_info"]))
+    truth, info = row["reward_model"]["ground_truth"], dict(row["extra_info"])
+    return asyncio.run(compute_score(row["data_source"], response, truth, info))
 
 
 def test_warm_start_trains_and_is_reused(tmp_path):

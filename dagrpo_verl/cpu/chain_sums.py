@@ -19,7 +19,8 @@ Expert (reference) solution, two steps and the answer::
     a + b = s1. s1 + c = s2. \\boxed{s2}
 
 * **Reward** R (binary, as the paper's): 1 iff the last ``\\boxed{}`` equals a + b + c
-  (math-verify, :func:`dagrpo_verl.grading.grade_math` with ``require_boxed``).
+  (math-verify with ``require_boxed``, graded in the bounded grading processes of
+  :mod:`dagrpo_verl.grading_pool`, as :mod:`dagrpo_verl.reward` grades).
 * **Judge** S in [1, 10] (:func:`step_judge_score`): a rule judge that checks the work against the
   reference, standing in for the paper's LLM judge (final answer, validity and completeness of
   the reasoning)::
@@ -36,21 +37,41 @@ Expert (reference) solution, two steps and the answer::
   mixed (right and wrong rollouts) from the first RL step.
 
 Reward function for verl: ``reward.custom_reward_function.path=pkg://dagrpo_verl.cpu.chain_sums``,
-``name=compute_score``; it returns ``{"score": R, "acc": R, "judge_score": S, "work": share}`` for
-every sample (``work`` shows up in verl's validation metrics as the held-out share of correct steps).
+``name=compute_score``; it returns ``{"score": R, "acc": R, "judge_score": S, "work": share,
+"grade_timeout": T, "grade_error": E, "reward_error": X}`` for every sample (``work`` shows up in verl's
+validation metrics as the held-out share of correct steps; T, E, X are the fault keys of
+:mod:`dagrpo_verl.reward`, logged and budgeted by the trainer hooks the same way).
+
+Bounded on hostile input (anything a policy writes or a data row holds):
+
+* R: math-verify runs in a grading process under ``reward_kwargs.grading.timeout_s`` (default 10 s)
+  and an address-space limit; a timeout or a failed grade scores 0 and sets T or E.
+* S: the step checker reads the first :data:`MAX_JUDGED_CHARS` characters with one regular expression
+  without nested quantifiers (digit runs of at most 9, then ``\\s*``): every start position is tried
+  in time linear in the rest of the text, so one response costs at most O(MAX_JUDGED_CHARS²) character
+  steps (about 4·10⁶, milliseconds) and O(MAX_JUDGED_CHARS) memory; it runs in the calling thread.
+* A row it cannot read (no reference solution, a reference without steps, a null ground truth) does not
+  raise out of the reward function: R = 0, S = NaN (a missing judge score, handled by
+  ``algorithm.dagrpo.on_missing_score``), ``work`` = 0 and X = 1, recorded with
+  :mod:`dagrpo_verl.reward`'s error log so the trainer's ``reward.custom_reward_function.reward_kwargs``
+  error budget (``max_error_frac``) and its messages apply. A setting it does not take raises at once
+  (a configuration error, not input).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dagrpo_verl.fields import ANCHOR_TEXT, JUDGE_SCORE, QUESTION
-from dagrpo_verl.grading import grade_math
+from dagrpo_verl.fields import ACC, ANCHOR_TEXT, GRADE_ERROR, GRADE_TIMEOUT, JUDGE_SCORE, QUESTION, REWARD_ERROR
+from dagrpo_verl.grading import ground_truth_text
+from dagrpo_verl.grading_pool import GradeStatus, get_grading_pool, grading_config_from, utf8_safe
 
 __all__ = [
     "DATA_SOURCE",
@@ -67,7 +88,8 @@ INSTRUCTION = "Put the final answer in \\boxed{}."
 
 #: Characters of a response the step checker reads (the work comes first; a policy can write anything).
 MAX_JUDGED_CHARS = 2000
-_STEP = re.compile(r"(\d{1,9})\s*\+\s*(\d{1,9})\s*=\s*(\d{1,9})")
+#: One addition "p + q = r"; numbers are whole digit runs (so "11 + 2 = 3" does not state "1 + 2 = 3").
+_STEP = re.compile(r"(?<!\d)(\d{1,9})\s*\+\s*(\d{1,9})\s*=\s*(\d{1,9})(?!\d)")
 
 
 def reference_solution(a: int, b: int, c: int) -> str:
@@ -90,34 +112,76 @@ def step_judge_score(response: str, reference: str, correct: bool) -> tuple[floa
     return 1.0 + 4.0 * float(correct) + 5.0 * work, work
 
 
-def compute_score(
+async def compute_score(
     data_source: str,
     solution_str: str,
     ground_truth: Any,
-    extra_info: dict | None = None,
+    extra_info: Mapping[str, Any] | None = None,
+    grading: Any = None,
     reward_router_address: str | None = None,
     reward_model_tokenizer: Any = None,
     **unknown: Any,
 ) -> dict[str, float]:
-    """verl reward function: ``{"score": R, "acc": R, "judge_score": S, "work": share}`` (module docstring).
+    """verl reward function (awaited once per sample, as :func:`dagrpo_verl.reward.compute_score`):
+    ``{"score": R, "acc": R, "judge_score": S, "work": share, "grade_timeout": T, "grade_error": E,
+    "reward_error": X}`` (module docstring). Never raises for a response or a data row.
 
     The reference is the row's ``extra_info["anchor"]`` (the expert solution, as for the project's
-    LLM judge). The judge is the step checker; it takes no settings, so any
+    LLM judge). The judge is the step checker; it takes no settings, so any other
     ``reward.custom_reward_function.reward_kwargs`` (such as the trainer config's ``judge`` block)
-    is refused rather than silently ignored. verl's reward-model arguments are unused.
+    is refused rather than silently ignored. ``grading`` is the grading bound
+    (``reward_kwargs.grading``, :class:`~dagrpo_verl.grading_pool.GradingConfig`). verl's reward-model
+    arguments are unused.
     """
     del reward_router_address, reward_model_tokenizer
     if unknown:
         raise ValueError(
-            f"pkg://dagrpo_verl.cpu.chain_sums:compute_score takes no reward_kwargs, got {sorted(unknown)}; its judge "
-            "is the fixed step checker. Drop them: ~reward.custom_reward_function.reward_kwargs."
+            "pkg://dagrpo_verl.cpu.chain_sums:compute_score takes no reward_kwargs other than grading, got "
+            f"{sorted(unknown)}; its judge is the fixed step checker. Drop them: "
+            "~reward.custom_reward_function.reward_kwargs."
         )
-    reference = (extra_info or {}).get(ANCHOR_TEXT)
-    if not isinstance(reference, str):
-        raise ValueError(f"extra_info[{ANCHOR_TEXT!r}] must hold the reference solution of a chain-sums row.")
-    correct = grade_math(solution_str, str(ground_truth), require_boxed=True)
-    score, work = step_judge_score(solution_str, reference, correct)
-    return {"score": float(correct), "acc": float(correct), JUDGE_SCORE: score, "work": work}
+    grading_config = grading_config_from(grading)
+    try:
+        reference = extra_info.get(ANCHOR_TEXT) if isinstance(extra_info, Mapping) else None
+        if not isinstance(reference, str):
+            raise ValueError(f"extra_info[{ANCHOR_TEXT!r}] must hold the reference solution of a chain-sums row.")
+        answer = ground_truth_text(ground_truth, f"reward_model.ground_truth (data_source={data_source!r})")
+        solution_str = utf8_safe(solution_str)
+        graded = await get_grading_pool(grading_config).agrade(solution_str, answer, DATA_SOURCE, True)
+        score, work = step_judge_score(solution_str, reference, graded.correct)
+    except Exception as error:  # a data row or a bug: counted (reward_error), never out of the reward function
+        from dagrpo_verl.reward import _SAMPLE_ERRORS  # the log the trainer's error budget reads
+
+        _SAMPLE_ERRORS.record(error, data_source, extra_info)
+        return _result(0.0, math.nan, 0.0, reward_error=1.0)
+    return _result(
+        float(graded.correct),
+        score,
+        work,
+        grade_timeout=float(graded.status is GradeStatus.TIMEOUT),
+        grade_error=float(graded.status is GradeStatus.ERROR),
+    )
+
+
+def _result(
+    acc: float,
+    judge_score: float,
+    work: float,
+    *,
+    grade_timeout: float = 0.0,
+    grade_error: float = 0.0,
+    reward_error: float = 0.0,
+) -> dict[str, float]:
+    """The reward dict: the same keys for every sample (verl requires it)."""
+    return {
+        "score": acc,
+        ACC: acc,
+        JUDGE_SCORE: judge_score,
+        "work": work,
+        GRADE_TIMEOUT: grade_timeout,
+        GRADE_ERROR: grade_error,
+        REWARD_ERROR: reward_error,
+    }
 
 
 def _combinations(max_operand: int) -> list[tuple[int, int, int]]:
