@@ -28,8 +28,9 @@ through ``python -m dagrpo_verl.main +platform=cpu``:
 
 Each run validates greedily on the held-out combinations (``val-core/dagrpo/chain_sums/acc/mean@1``,
 before training and every ``--val-every`` steps) and saves its policy every ``--conflict-every``
-steps; afterwards :mod:`dagrpo_verl.conflict` measures the gradient conflict of every saved policy
-(and the start model) on ``--conflict-prompts`` freshly sampled groups. Writes per run
+steps; then :mod:`dagrpo_verl.conflict` measures the gradient conflict of every saved policy
+(and the start model) on ``--conflict-prompts`` freshly sampled groups, in a subprocess that runs while
+the next run trains. Writes per run
 ``<out>/<run>-seed<k>/{metrics.jsonl,train.log,conflict/}``, ``<out>/plots/`` (seed means: training
 dynamics, masks, gradient conflict) and ``<out>/summary.json`` (per seed: final on-policy reward,
 held-out accuracy and work, gradient-norm mean/max, entropy, conflict cosines before/after the masks).
@@ -148,24 +149,29 @@ def _already_done(run_dir: Path, command: list[str], steps: int) -> bool:
     return bool(len(frame.index)) and int(frame.index.max()) >= steps
 
 
-def _conflict(run_dir: Path, prompts: int, seed: int) -> None:
-    """Measure every saved policy of a run (and its start model) with the gradient-conflict meter."""
-    command = [
-        sys.executable,
-        "-m",
-        "dagrpo_verl.conflict",
-        "--run",
-        str(run_dir),
-        "--prompts",
-        str(prompts),
-        "--seed",
-        str(seed),
-    ]
-    with open(run_dir / "conflict.log", "w") as log:
-        proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        tail = "".join((run_dir / "conflict.log").read_text().splitlines(keepends=True)[-30:])
-        raise RuntimeError(f"the conflict meter failed on {run_dir} (exit {proc.returncode}):\n{tail}")
+class _MeterJob:
+    """The gradient-conflict meter (``python -m dagrpo_verl.conflict --run``) on every saved policy of a run
+    and its start model, in a subprocess started at once: it runs while the next run trains (on 2 cores
+    the trainer's start-up leaves room for it), and :meth:`wait` collects it."""
+
+    def __init__(self, run_dir: Path, prompts: int, seed: int):
+        command = [sys.executable, "-m", "dagrpo_verl.conflict", "--run", str(run_dir)]
+        command += ["--prompts", str(prompts), "--seed", str(seed)]
+        self.run_dir, self.started = run_dir, time.perf_counter()
+        with open(run_dir / "conflict.log", "w") as log:
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait(self) -> float:
+        """Wait for the meter; its wall time in seconds (from its start).
+
+        Raises:
+            RuntimeError: the meter failed; the message holds the end of its log.
+        """
+        code = self.proc.wait()
+        if code != 0:
+            tail = "".join((self.run_dir / "conflict.log").read_text().splitlines(keepends=True)[-30:])
+            raise RuntimeError(f"the conflict meter failed on {self.run_dir} (exit {code}):\n{tail}")
+        return time.perf_counter() - self.started
 
 
 def run_summary(frame: pd.DataFrame, last: int) -> dict[str, float]:
@@ -292,6 +298,26 @@ def main(argv: list[str] | None = None) -> int:
     frames: dict[str, list[pd.DataFrame]] = {name: [] for name in args.runs}
     per_seed: dict[str, dict[int, dict]] = {name: {} for name in args.runs}
     run_dirs: dict[str, list[Path]] = {name: [] for name in args.runs}
+
+    def collect(name: str, seed: int, run_dir: Path, timing: dict) -> None:
+        frame = load_metrics(run_dir)  # the run's metrics.jsonl joined with the meter's per-step output
+        frames[name].append(frame)
+        run_dirs[name].append(run_dir)
+        per_seed[name][seed] = s = {**run_summary(frame, args.last), **timing}
+        print(
+            f"[{name}, seed {seed}] {s['train_s']:.0f} s training + {s['conflict_s']:.0f} s meter; on-policy reward"
+            f" {s['final_rollout_reward']:.3f}, held-out acc {s['held_out_acc_start']:.3f} -> "
+            f"{s['held_out_acc_end']:.3f}, cos(g+,g-) {s['cos_before_end']:+.3f} before / "
+            f"{s['cos_after_end']:+.3f} after the masks",
+            flush=True,
+        )
+
+    def finish(job: _MeterJob, name: str, seed: int, train_s: float) -> None:
+        timing = {"train_s": round(train_s, 1), "conflict_s": round(job.wait(), 1)}
+        (job.run_dir / "timing.json").write_text(json.dumps(timing))
+        collect(name, seed, job.run_dir, timing)
+
+    measuring = None  # the meter of the previous run, measuring while this one trains
     for seed in args.seeds:
         for name in args.runs:
             run_dir = out / f"{_slug(name)}-seed{seed}"
@@ -312,28 +338,18 @@ def main(argv: list[str] | None = None) -> int:
             timing_file = run_dir / "timing.json"
             if args.resume and _already_done(run_dir, command, args.steps) and timing_file.is_file():
                 print(f"\n[{name}, seed {seed}] kept the finished run in {run_dir}", flush=True)
-                timing = json.loads(timing_file.read_text())
-            else:
-                print(f"\n[{name}, seed {seed}] {' '.join(command)}", flush=True)
-                started = time.perf_counter()
-                # one metrics line per step, plus step 0 (validation before training)
-                train_run(f"{name} seed {seed}", command, run_dir, args.steps + 1, 0)
-                trained = time.perf_counter()
-                _conflict(run_dir, args.conflict_prompts, seed)
-                timing = {"train_s": round(trained - started, 1), "conflict_s": round(time.perf_counter() - trained, 1)}
-                timing_file.write_text(json.dumps(timing))
-            frame = load_metrics(run_dir)  # the run's metrics.jsonl joined with the meter's per-step output
-            frames[name].append(frame)
-            run_dirs[name].append(run_dir)
-            per_seed[name][seed] = {**run_summary(frame, args.last), **timing}
-            s = per_seed[name][seed]
-            print(
-                f"[{name}, seed {seed}] {s['train_s']:.0f} s training + {s['conflict_s']:.0f} s meter; on-policy reward"
-                f" {s['final_rollout_reward']:.3f}, held-out acc {s['held_out_acc_start']:.3f} -> "
-                f"{s['held_out_acc_end']:.3f}, cos(g+,g-) {s['cos_before_end']:+.3f} before / "
-                f"{s['cos_after_end']:+.3f} after the masks",
-                flush=True,
-            )
+                collect(name, seed, run_dir, json.loads(timing_file.read_text()))
+                continue
+            print(f"\n[{name}, seed {seed}] {' '.join(command)}", flush=True)
+            started = time.perf_counter()
+            # one metrics line per step, plus step 0 (validation before training)
+            train_run(f"{name} seed {seed}", command, run_dir, args.steps + 1, 0)
+            train_s = time.perf_counter() - started
+            if measuring is not None:
+                finish(*measuring)
+            measuring = (_MeterJob(run_dir, args.conflict_prompts, seed), name, seed, train_s)
+    if measuring is not None:
+        finish(*measuring)
 
     suffix = "" if len(args.seeds) == 1 else f" (mean of {len(args.seeds)} seeds)"
     written = plot_runs({name + suffix: seed_mean(fs) for name, fs in frames.items()}, out / "plots")
