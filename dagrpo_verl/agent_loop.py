@@ -218,7 +218,7 @@ def _reward_failed(output: AgentLoopOutput) -> bool:
 
 def _decode_response(tokenizer: Any, response_ids: Any) -> str:
     """The response text the reward function is given for these ids."""
-    # mirrors verl 0.9.1 verl/experimental/reward_loop/reward_manager/naive.py:NaiveRewardManager.run_single
+    # mirrors verl 0.9.1 verl.experimental.reward_loop.reward_manager.naive:NaiveRewardManager.run_single (decode)
     return tokenizer.decode(response_ids, skip_special_tokens=True)
 
 
@@ -452,6 +452,7 @@ class DaGRPOAgentLoopWorkerTQ(_AnchorMixing, AgentLoopWorkerTQ.__ray_actor_class
 
     async def _run_prompt(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool = False) -> None:
         """Run the n sessions of one prompt, then mix anchors, judge and put the whole group (see the class doc)."""
+        # mirrors verl 0.9.1 verl.trainer.ppo.v1.agent_loop_tq:AgentLoopWorkerTQ._run_prompt
         uid, validate = prompt["uid"], trajectory["validate"]
         prompt["extra_info"] = with_trainer_flags(prompt.get("extra_info"), validate, self._defers_judging(validate))
         partition_id = "val" if validate else "train"
@@ -491,6 +492,7 @@ class DaGRPOAgentLoopWorkerTQ(_AnchorMixing, AgentLoopWorkerTQ.__ray_actor_class
         self, output: AgentLoopOutput | list[AgentLoopOutput], validate: bool, **kwargs
     ) -> _Session | None:
         """Score one session (reward, teacher log-probs) like verl's worker, and return it instead of putting it."""
+        # mirrors verl 0.9.1 verl.trainer.ppo.v1.agent_loop_tq:AgentLoopWorkerTQ._agent_loop_postprocess (empty output)
         outputs = output if isinstance(output, list) else [output]
         if not outputs:
             logger.warning(f"Empty output for prompt {kwargs['uid']}_{kwargs['session_id']}")
@@ -501,6 +503,7 @@ class DaGRPOAgentLoopWorkerTQ(_AnchorMixing, AgentLoopWorkerTQ.__ray_actor_class
     async def _score(self, outputs: list[AgentLoopOutput], validate: bool, kwargs: dict) -> None:
         """verl's reward + teacher step of ``AgentLoopWorkerTQ._agent_loop_postprocess``; the last output's reward
         is copied to the session's other outputs."""
+        # mirrors verl 0.9.1 verl.trainer.ppo.v1.agent_loop_tq:AgentLoopWorkerTQ._agent_loop_postprocess (scoring)
         await self._compute_score(outputs, kwargs=kwargs)
         final_output = outputs[-1]
         await self._compute_teacher_logprobs(
@@ -537,6 +540,7 @@ class DaGRPOAgentLoopWorkerTQ(_AnchorMixing, AgentLoopWorkerTQ.__ray_actor_class
     def _tq_sample(self, output: AgentLoopOutput, kwargs: dict, index: int) -> tuple[str, dict, dict]:
         """Key, fields and tag of one output, exactly as verl's ``AgentLoopWorkerTQ._agent_loop_postprocess``
         builds them (verl 0.9.1)."""
+        # mirrors verl 0.9.1 verl.trainer.ppo.v1.agent_loop_tq:AgentLoopWorkerTQ._agent_loop_postprocess (sample, tag)
         prompts = torch.tensor(output.prompt_ids, dtype=torch.int64)
         responses = torch.tensor(output.response_ids, dtype=torch.int64)
         input_ids = torch.cat([prompts, responses], dim=0)
@@ -801,7 +805,7 @@ class DaGRPOAgentLoopManager(AgentLoopManager):
             from verl.utils import hf_tokenizer
             from verl.utils.fs import copy_to_local
 
-            # mirrors verl 0.9.1 verl/experimental/reward_loop/reward_loop.py:RewardLoopWorker.__init__ (tokenizer)
+            # mirrors verl 0.9.1 verl.experimental.reward_loop.reward_loop:RewardLoopWorker.__init__ (tokenizer)
             model = self.config.actor_rollout_ref.model
             path = copy_to_local(model.get("tokenizer_path", None) or model.path)
             self._tokenizer = hf_tokenizer(path, trust_remote_code=model.get("trust_remote_code", False))

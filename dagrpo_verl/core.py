@@ -361,6 +361,7 @@ def _clipped_surrogate(
 
     Returns the loss matrix and the intermediates verl's clip metrics are computed from.
     """
+    # mirrors verl 0.9.1 verl.trainer.ppo.core_algos:compute_policy_loss_vanilla (surrogate, clip metrics)
     negative_approx_kl = torch.clamp(log_prob - old_log_prob, min=-20.0, max=20.0)
     ratio = torch.exp(negative_approx_kl)
     pg_losses1 = -advantages * ratio

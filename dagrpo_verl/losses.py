@@ -59,6 +59,7 @@ def dagrpo_ppo_loss(
         ``(loss, metrics)`` exactly as verl's ``ppo_loss`` returns them, plus the policy loss's
         ``dagrpo/*`` metrics.
     """
+    # mirrors verl 0.9.1 verl.workers.utils.losses:ppo_loss (plus the anchor mask)
     log_prob = no_padding_2_padding(model_output["log_probs"], data)
     entropy = model_output.get("entropy", None)
     if entropy is not None:

@@ -48,7 +48,7 @@ logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
 def file_logger_path(project_name: str, experiment_name: str) -> str:
     """The path verl's ``FileLogger`` writes to."""
-    # mirrors verl 0.9.1 verl/utils/tracking.py:FileLogger.__init__ (path choice)
+    # mirrors verl 0.9.1 verl.utils.tracking:FileLogger.__init__ (path choice)
     path = os.getenv("VERL_FILE_LOGGER_PATH", None)
     if path is None:
         root = os.path.expanduser(os.getenv("VERL_FILE_LOGGER_ROOT", "."))
@@ -62,7 +62,7 @@ def resume_step(trainer_config: Any) -> int | None:
     Args:
         trainer_config: verl's ``trainer`` config (``resume_mode``, ``default_local_dir``, ``resume_from_path``).
     """
-    # mirrors verl 0.9.1 verl/trainer/ppo/v1/trainer_base.py:PPOTrainer._load_checkpoint (folder choice;
+    # mirrors verl 0.9.1 verl.trainer.ppo.v1.trainer_base:PPOTrainer._load_checkpoint (folder choice;
     # the legacy RayPPOTrainer._load_checkpoint chooses the same folder)
     from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 
@@ -114,7 +114,7 @@ class _AppendingFileLogger(tracking.FileLogger):
     """verl's ``FileLogger`` opening its file for appending instead of truncating it."""
 
     def __init__(self, project_name: str, experiment_name: str):
-        # mirrors verl 0.9.1 verl/utils/tracking.py:FileLogger.__init__ with mode "ab" instead of "wb"
+        # mirrors verl 0.9.1 verl.utils.tracking:FileLogger.__init__ with mode "ab" instead of "wb"
         self.project_name = project_name
         self.experiment_name = experiment_name
         self.filepath = file_logger_path(project_name, experiment_name)

@@ -88,7 +88,7 @@ def _flatten(key: str, value: Any, out: dict[str, Any]) -> None:
 
 def checkpoint_folder(trainer_config: Any, step: int) -> str:
     """The ``global_step_N`` folder verl saves step ``step`` into, or resumed it from."""
-    # mirrors verl 0.9.1 verl/trainer/ppo/v1/trainer_base.py:PPOTrainer._load_checkpoint (folder choice)
+    # mirrors verl 0.9.1 verl.trainer.ppo.v1.trainer_base:PPOTrainer._load_checkpoint (folder choice)
     if trainer_config.get("resume_mode", "auto") == "resume_path" and trainer_config.get("resume_from_path"):
         return os.path.abspath(str(trainer_config.resume_from_path))
     return os.path.join(os.path.abspath(str(trainer_config.default_local_dir)), f"global_step_{step}")

@@ -217,7 +217,7 @@ def install_start_up_check() -> str:
 
     @functools.wraps(original)
     def validate_config(config, *args, **kwargs):
-        # mirrors verl 0.9.1 verl/utils/config.py:validate_config (signature only: verl's function runs unchanged)
+        # mirrors verl 0.9.1 verl.utils.config:validate_config (signature only: verl's function runs unchanged)
         result = original(config, *args, **kwargs)
         start_up_check(config)
         return result

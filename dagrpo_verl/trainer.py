@@ -101,6 +101,7 @@ def install_dagrpo_loss(config: DictConfig, actor_rollout_wg: Any) -> bool:
     """
     if config.actor_rollout_ref.actor.policy_loss.get("loss_mode", "vanilla") != DAGRPO_LOSS_MODE:
         return False
+    # mirrors verl 0.9.1 verl.workers.engine_workers:ActorRolloutRefWorker.init_model (actor config, loss partial)
     actor_config: ActorConfig = omega_conf_to_dataclass(config.actor_rollout_ref.actor)
     actor_rollout_wg.set_loss_fn(partial(dagrpo_ppo_loss, config=actor_config))
     logger.info("dagrpo actor loss installed on the actor workers")
@@ -133,6 +134,7 @@ def _session_final_rows(keys: Sequence[str]) -> list[int]:
     ``{uid}_{session_id}_{index}`` and a multi-output session shares one reward, so only its
     last output joins the group. A key of another shape is a session of its own.
     """
+    # mirrors verl 0.9.1 verl.trainer.ppo.v1.utils:compute_advantage_for_multi_trajectories (session keys)
     final: dict[str, tuple[int, int]] = {}
     row_sessions = []
     for row, key in enumerate(keys):
@@ -289,6 +291,7 @@ class DaGRPOTrainerMixin:
         self._record_reward_faults(batch, metrics)
         if self.config.algorithm.adv_estimator != DAGRPO_ESTIMATOR:
             return super()._compute_advantage(batch, metrics)
+        # mirrors verl 0.9.1 verl.trainer.ppo.v1.trainer_base:PPOTrainer._compute_advantage (DaGRPO steps added)
         import transfer_queue as tq
 
         fields = [
@@ -435,6 +438,7 @@ class _DaGRPOTaskRunnerV1(TaskRunnerV1.__ray_actor_class__):
     def run(self, config: DictConfig):
         """verl's ``TaskRunnerV1.run`` (0.9.1) with the DaGRPO trainer class; ``fit`` runs inside
         :func:`dagrpo_verl.metrics_file.keep_metrics_file` (no metrics erased on restart)."""
+        # mirrors verl 0.9.1 verl.trainer.main_ppo:TaskRunnerV1.run
         configure_verl_logging()
         import transfer_queue as tq
 
@@ -603,6 +607,7 @@ class _DaGRPOLegacyTaskRunner(BaseTaskRunner):
     def run(self, config: DictConfig):
         """verl's ``main_ppo_v0.TaskRunner.run`` (0.9.1) with the DaGRPO trainer class; ``fit`` runs inside
         :func:`dagrpo_verl.metrics_file.keep_metrics_file`."""
+        # mirrors verl 0.9.1 verl.trainer.main_ppo_v0:TaskRunner.run
         print(f"TaskRunner hostname: {socket.gethostname()}, PID: {os.getpid()}")
         pprint(OmegaConf.to_container(config, resolve=True))
         OmegaConf.resolve(config)

@@ -162,6 +162,7 @@ def _rank_main(args: argparse.Namespace, overrides: list[str]) -> None:
     actor = config.actor_rollout_ref.actor
     mini_batch_size = actor.ppo_mini_batch_size * config.actor_rollout_ref.rollout.n
     # the extra info verl's v1 PPOTrainer._update_actor attaches to the batch
+    # mirrors verl 0.9.1 verl.trainer.ppo.v1.trainer_base:PPOTrainer._update_actor (batch info)
     tu.assign_non_tensor(
         batch,
         calculate_entropy=False,
@@ -174,6 +175,7 @@ def _rank_main(args: argparse.Namespace, overrides: list[str]) -> None:
         dataloader_kwargs={"shuffle": False},
         temperature=1.0,
     )
+    # end mirror
     # this rank's share as verl's dispatcher cuts it; the worker fetches it unlocked from TransferQueue
     data = BatchData(batch).chunk(chunks=args.world_size)[args.rank].unlock_()
     output = worker.update_actor(data)
