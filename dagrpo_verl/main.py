@@ -4,7 +4,8 @@ Composes ``dagrpo_verl/config/dagrpo_trainer.yaml`` (verl's ``ppo_trainer`` plus
 DaGRPO defaults), checks it (:func:`dagrpo_verl.validation.validate_dagrpo_config`,
 then verl's ``validate_config``) before Ray starts, and runs
 verl's ``run_ppo`` with the DaGRPO task runner: the v1 trainer by default, the legacy
-``RayPPOTrainer`` with ``trainer.use_v1=false`` (see :mod:`dagrpo_verl.trainer`).
+``RayPPOTrainer`` with ``trainer.use_v1=false`` (see :mod:`dagrpo_verl.trainer`; the legacy one,
+:mod:`dagrpo_verl.legacy_trainer`, is imported only for that setting).
 
 The same overrides work here and under ``python -m verl.trainer.main_ppo``: a key this config
 declares but verl's does not (:data:`DECLARED_HERE`) must be added with ``+`` under verl's entry;
@@ -71,7 +72,6 @@ def run(config: DictConfig) -> None:
     from verl.utils.device import auto_set_device
 
     from dagrpo_verl.stock import dagrpo_trainer_hooks
-    from dagrpo_verl.trainer import DaGRPOLegacyTaskRunner, DaGRPOTaskRunner
     from dagrpo_verl.validation import validate_dagrpo_config
 
     validate_dagrpo_config(config)
@@ -80,7 +80,15 @@ def run(config: DictConfig) -> None:
         validate_config(
             config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
         )
-    run_ppo(config, task_runner_class=DaGRPOTaskRunner if config.trainer.use_v1 else DaGRPOLegacyTaskRunner)
+    if config.trainer.use_v1:
+        from dagrpo_verl.trainer import DaGRPOTaskRunner
+
+        task_runner_class = DaGRPOTaskRunner
+    else:  # verl's deprecated legacy trainer: loaded only here, never on the v1 path
+        from dagrpo_verl.legacy_trainer import DaGRPOLegacyTaskRunner
+
+        task_runner_class = DaGRPOLegacyTaskRunner
+    run_ppo(config, task_runner_class=task_runner_class)
 
 
 @hydra.main(config_path="config", config_name=CONFIG_NAME, version_base=None)

@@ -19,7 +19,7 @@ path (``VERL_FILE_LOGGER_PATH``, as the recipes set it) a restart with
 ``trainer.resume_mode=auto`` therefore erases every step logged before it. verl has no
 registry for logger backends, so :func:`keep_metrics_file` swaps the class in
 ``verl.utils.tracking`` for the duration of ``fit`` (in the process that runs it, the DaGRPO
-task runners of :mod:`dagrpo_verl.trainer`), as :func:`dagrpo_verl.trainer.legacy_advantage_hook`
+task runners of :mod:`dagrpo_verl.trainer`), as :func:`dagrpo_verl.legacy_trainer.legacy_advantage_hook`
 does for the advantage function:
 
 * a run that resumes from a checkpoint **appends** to the file (steps after the checkpoint

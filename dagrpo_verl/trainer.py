@@ -12,10 +12,10 @@ This module routes them without forking verl:
   ``judge/*`` metrics) and ``PPOTrainer._setup`` (sends :func:`dagrpo_verl.losses.dagrpo_ppo_loss`
   to the actor workers). :func:`dagrpo_trainer_cls` mixes it into whichever trainer
   ``trainer.v1.trainer_mode`` selects.
-* **legacy trainer** (``trainer.use_v1=false``): :class:`DaGRPORayPPOTrainer`. Its ``fit``
-  calls the module function ``ray_trainer.compute_advantage``, which passes no per-sample
-  data to custom estimators; the only hook is to replace that function for the duration
-  of ``fit`` (:func:`legacy_advantage_hook`), as verl PR #7473 would do upstream.
+* **legacy trainer** (``trainer.use_v1=false``): :mod:`dagrpo_verl.legacy_trainer`, imported only for
+  that setting, so the v1 path loads nothing of verl's deprecated ``main_ppo_v0``/``RayPPOTrainer``.
+  Its names are still reachable here (``dagrpo_verl.trainer.DaGRPORayPPOTrainer`` ...), loaded on
+  first access.
 
 For any estimator other than ``dagrpo`` the hooks defer to verl, and the loss is only
 replaced when ``actor_rollout_ref.actor.policy_loss.loss_mode=dagrpo``.
@@ -23,11 +23,9 @@ replaced when ``actor_rollout_ref.actor.policy_loss.loss_mode=dagrpo``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pprint import pprint
 from typing import Any
@@ -39,13 +37,10 @@ from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDict
 from verl.protocol import DataProto
 from verl.trainer.main_ppo import TaskRunnerV1
-from verl.trainer.main_ppo_v0 import BaseTaskRunner
-from verl.trainer.ppo import ray_trainer
-from verl.trainer.ppo.ray_trainer import RayPPOTrainer, apply_kl_penalty
 from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
-from verl.trainer.ppo.utils import create_rl_dataset, create_rl_sampler, need_critic, need_reference_policy
 from verl.trainer.ppo.v1 import PPOTrainer, get_trainer_cls
-from verl.utils.config import omega_conf_to_dataclass, validate_config
+from verl.trainer.ppo.v1.trainer_base import apply_kl_penalty  # the function verl's v1 _compute_advantage calls
+from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.logging_utils import configure_verl_logging
 from verl.workers.config import ActorConfig
 from verl.workers.utils.padding import response_to_nested
@@ -60,22 +55,21 @@ from dagrpo_verl.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss, finish_loss_me
 from dagrpo_verl.metrics_file import keep_metrics_file
 from dagrpo_verl.resume import check_settings, save_settings
 from dagrpo_verl.reward import FAULT_METRICS, check_error_budget, fault_metrics, pop_error_examples_from
-from dagrpo_verl.stock import dagrpo_trainer_hooks
 
 __all__ = [
     "DAGRPO_ESTIMATOR",
-    "DaGRPOLegacyTaskRunner",
-    "DaGRPORayPPOTrainer",
     "DaGRPOTaskRunner",
     "DaGRPOTrainerMixin",
-    "anchors_as_tensor",
     "batch_onpolicy_diagnostics",
     "compute_batch_advantage",
     "dagrpo_trainer_cls",
     "install_dagrpo_loss",
-    "legacy_advantage_hook",
+    "merged_judge_metrics",
     "rollout_correction_without_anchors",
 ]
+
+#: Names of :mod:`dagrpo_verl.legacy_trainer` also reachable as ``dagrpo_verl.trainer.<name>`` (loaded on access).
+_LEGACY_NAMES = ("DaGRPOLegacyTaskRunner", "DaGRPORayPPOTrainer", "anchors_as_tensor", "legacy_advantage_hook")
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
@@ -226,7 +220,7 @@ def rollout_correction_without_anchors(
     return data, metrics
 
 
-def _merged_judge_metrics(*windows: JudgeStats | None) -> dict[str, float]:
+def merged_judge_metrics(*windows: JudgeStats | None) -> dict[str, float]:
     """``judge/*`` metrics of the windows together (None: a source without any)."""
     return JudgeStats().merge(*(w for w in windows if w is not None)).to_metrics()
 
@@ -375,7 +369,7 @@ class DaGRPOTrainerMixin:
             for extra, tag in zip(extras, batch.tags, strict=True)
             if not tag.get("is_padding", False)
         ]
-        return _merged_judge_metrics(stats_from_records(records), pop_stats_from(self._judge_actor_handles()))
+        return merged_judge_metrics(stats_from_records(records), pop_stats_from(self._judge_actor_handles()))
 
     # reward faults (issue 11, docs/reliability.md) ---------------------------------------------------------
     def _record_reward_faults(self, batch, metrics: dict) -> None:
@@ -470,196 +464,10 @@ class _DaGRPOTaskRunnerV1(TaskRunnerV1.__ray_actor_class__):
 DaGRPOTaskRunner = ray.remote(_DaGRPOTaskRunnerV1)
 
 
-# ----------------------------------------------------------------------------- legacy trainer
+def __getattr__(name: str) -> Any:
+    """The legacy trainer's names under their old home, importing :mod:`dagrpo_verl.legacy_trainer` on first use."""
+    if name in _LEGACY_NAMES:
+        from dagrpo_verl import legacy_trainer
 
-
-@contextlib.contextmanager
-def legacy_advantage_hook(trainer: DaGRPORayPPOTrainer) -> Iterator[None]:
-    """Within the block, ``verl.trainer.ppo.ray_trainer.compute_advantage`` passes the batch to DaGRPO.
-
-    ``RayPPOTrainer.fit`` calls the module-level ``compute_advantage``, which gives a custom
-    estimator no per-sample data. For ``algorithm.adv_estimator=dagrpo`` the replacement reads
-    ``judge_score`` and ``is_anchor`` from ``non_tensor_batch`` and stores the ``dagrpo/*``
-    stats on ``trainer``; any other estimator goes to verl's function. The original function
-    is restored on exit, and the replacement only lives in the process running ``fit``.
-    """
-    original = ray_trainer.compute_advantage
-
-    def compute_advantage(data: DataProto, adv_estimator: Any, *args, **kwargs) -> DataProto:
-        if adv_estimator != DAGRPO_ESTIMATOR:
-            return original(data, adv_estimator, *args, **kwargs)
-        return trainer.compute_dagrpo_advantage(data)
-
-    ray_trainer.compute_advantage = compute_advantage
-    try:
-        yield
-    finally:
-        ray_trainer.compute_advantage = original
-
-
-def anchors_as_tensor(batch: DataProto) -> DataProto:
-    """A legacy batch with ``is_anchor`` moved from ``non_tensor_batch`` to a ``(bs,)`` bool tensor field.
-
-    verl's legacy ``_update_actor`` sends ``batch.to_tensordict()`` to the actor; a tensor
-    field reaches the loss's micro-batches unchanged. The input batch is not modified.
-    """
-    if IS_ANCHOR not in batch.non_tensor_batch:
-        return batch
-    tensors = batch.batch.clone(recurse=False)
-    tensors[IS_ANCHOR] = core.anchor_flags_tensor(batch.non_tensor_batch[IS_ANCHOR], len(batch))
-    non_tensors = {k: v for k, v in batch.non_tensor_batch.items() if k != IS_ANCHOR}
-    return DataProto(batch=tensors, non_tensor_batch=non_tensors, meta_info=batch.meta_info)
-
-
-class DaGRPORayPPOTrainer(RayPPOTrainer):
-    """verl's legacy ``RayPPOTrainer`` (``trainer.use_v1=false``) with the DaGRPO hooks.
-
-    The legacy agent-loop manager must add ``is_anchor`` (and may add ``judge_score``) to
-    ``non_tensor_batch``; the reward function's ``judge_score`` extra info lands there too.
-    """
-
-    #: token entropy of the current batch (``_compute_old_log_prob``), for the on-policy diagnostics
-    _entropy: torch.Tensor | None = None
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._dagrpo_metrics: dict[str, float] = {}
-        self._judge_stats: JudgeStats | None = None  # the group judge's counters of the current batch
-
-    def init_workers(self):
-        """verl's worker set-up, then the DaGRPO actor loss on the actor workers."""
-        super().init_workers()
-        install_dagrpo_loss(self.config, self.actor_rollout_wg)
-
-    def fit(self):
-        """verl's training loop with :func:`legacy_advantage_hook` active."""
-        with legacy_advantage_hook(self):
-            return super().fit()
-
-    # resumed runs compare their settings with the checkpoint's (issue 11, docs/reliability.md) ----------
-    def _save_checkpoint(self):
-        """verl's checkpoint, plus the run's settings next to it (:func:`dagrpo_verl.resume.save_settings`)."""
-        super()._save_checkpoint()
-        save_settings(self.config, self.global_steps)
-
-    def _load_checkpoint(self):
-        """verl's resume, then the checkpoint's settings compared with this run's (WARNING on a change)."""
-        loaded = super()._load_checkpoint()
-        check_settings(self.config, self.global_steps)
-        return loaded
-
-    # -------------------------------------------------------------------------------------------------------
-
-    def _compute_old_log_prob(self, batch: DataProto):
-        """verl's old log-probs; keeps the token entropy (verl drops it) for the on-policy diagnostics."""
-        output, mfu = super()._compute_old_log_prob(batch)
-        self._entropy = output.batch["entropys"].clone() if "entropys" in output.batch.keys() else None
-        return output, mfu
-
-    def compute_dagrpo_advantage(self, data: DataProto) -> DataProto:
-        """Fill ``advantages``/``returns`` of a legacy batch with DaGRPO advantages (and the on-policy diagnostics)."""
-        size = len(data)
-        judge_scores = core.judge_scores_tensor(data.non_tensor_batch.get(JUDGE_SCORE))
-        anchors = core.anchor_flags_tensor(data.non_tensor_batch.get(IS_ANCHOR), size)
-        width = data.batch["responses"].shape[-1]
-        response_lengths = data.batch["attention_mask"][:, -width:].sum(-1)
-        diagnostics = batch_onpolicy_diagnostics(self.config, data, response_lengths, ~anchors, entropy=self._entropy)
-        self._entropy = None
-        advantages, stats = compute_batch_advantage(
-            token_level_rewards=data.batch["token_level_rewards"],
-            response_mask=data.batch["response_mask"],
-            index=data.non_tensor_batch["uid"],
-            judge_scores=judge_scores,
-            anchor_mask=anchors,
-            algorithm_config=self.config.algorithm,
-        )
-        data.batch["advantages"] = advantages
-        data.batch["returns"] = advantages
-        self._dagrpo_metrics = {**stats, **diagnostics}
-        self._judge_stats = stats_from_records(data.non_tensor_batch.get(JUDGE_STATS, ()))
-        return data
-
-    def _update_actor(self, batch: DataProto) -> DataProto:
-        """verl's actor update with ``is_anchor`` as a tensor field, plus the ``dagrpo/*``/``judge/*`` metrics and
-        the reward's fault counts (``reward/*``; the run stops first past ``reward_kwargs.max_error_frac``)."""
-        # reward faults (issue 11): counted every step, the run stops past reward_kwargs.max_error_frac
-        faults = {key: batch.non_tensor_batch[key] for key in FAULT_METRICS if key in batch.non_tensor_batch}
-        examples = partial(pop_error_examples_from, self.reward_loop_manager.reward_loop_workers or [])
-        check_error_budget(faults, self.config, examples, step=self.global_steps)
-        output = super()._update_actor(anchors_as_tensor(batch))
-        output.meta_info["metrics"].update(fault_metrics(faults))
-        finish_loss_metrics(output.meta_info["metrics"])
-        output.meta_info["metrics"].update(self._dagrpo_metrics)
-        leftover = pop_stats_from(self.reward_loop_manager.reward_loop_workers or [])
-        output.meta_info["metrics"].update(_merged_judge_metrics(self._judge_stats, leftover))
-        self._judge_stats = None
-        return output
-
-
-class _DaGRPOLegacyTaskRunner(BaseTaskRunner):
-    """verl's legacy ``TaskRunner`` (``main_ppo_v0``) building :class:`DaGRPORayPPOTrainer`.
-
-    Derives from verl's ``BaseTaskRunner`` (worker/resource-pool helpers), as verl's own
-    ``TaskRunner`` does; that class itself cannot be subclassed inside a Ray actor (its
-    ``__init__`` calls ``super()`` on the class that ``@ray.remote`` replaced).
-    """
-
-    def run(self, config: DictConfig):
-        """verl's ``main_ppo_v0.TaskRunner.run`` (0.9.1) with the DaGRPO trainer class; ``fit`` runs inside
-        :func:`dagrpo_verl.metrics_file.keep_metrics_file`."""
-        # mirrors verl 0.9.1 verl.trainer.main_ppo_v0:TaskRunner.run
-        print(f"TaskRunner hostname: {socket.gethostname()}, PID: {os.getpid()}")
-        pprint(OmegaConf.to_container(config, resolve=True))
-        OmegaConf.resolve(config)
-
-        actor_rollout_cls, ray_worker_group_cls = self.add_actor_rollout_worker(config)
-        self.add_critic_worker(config)
-        self.add_reward_model_resource_pool(config)
-        self.add_teacher_model_resource_pool(config)
-        self.add_ref_policy_worker(config, actor_rollout_cls)
-        with dagrpo_trainer_hooks():  # this task runner carries the DaGRPO hooks (dagrpo_verl.stock)
-            validate_config(
-                config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
-            )
-
-        from verl.utils.dataset.rl_dataset import collate_fn
-        from verl.workers.config import HFModelConfig
-
-        model_config: HFModelConfig = omega_conf_to_dataclass(config.actor_rollout_ref.model)
-        tokenizer, processor = model_config.tokenizer, model_config.processor
-        resource_pool_manager = self.init_resource_pool_mgr(config)
-        train_dataset = create_rl_dataset(
-            config.data.train_files,
-            config.data,
-            tokenizer,
-            processor,
-            is_train=True,
-            max_samples=config.data.get("train_max_samples", -1),
-        )
-        val_dataset = create_rl_dataset(
-            config.data.val_files,
-            config.data,
-            tokenizer,
-            processor,
-            is_train=False,
-            max_samples=config.data.get("val_max_samples", -1),
-        )
-        trainer = DaGRPORayPPOTrainer(
-            config=config,
-            tokenizer=tokenizer,
-            processor=processor,
-            role_worker_mapping=self.role_worker_mapping,
-            resource_pool_manager=resource_pool_manager,
-            ray_worker_group_cls=ray_worker_group_cls,
-            train_dataset=train_dataset,
-            val_dataset=val_dataset,
-            collate_fn=collate_fn,
-            train_sampler=create_rl_sampler(config.data, train_dataset),
-        )
-        trainer.init_workers()
-        with keep_metrics_file(config):
-            trainer.fit()
-
-
-#: Ray actor class passed to ``verl.trainer.main_ppo.run_ppo`` for the legacy trainer.
-DaGRPOLegacyTaskRunner = ray.remote(_DaGRPOLegacyTaskRunner)
+        return getattr(legacy_trainer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
