@@ -153,16 +153,21 @@ def test_judge_health_warns_per_bad_step_and_stops_after_max_bad_steps(caplog):
     health = JudgeHealth()
     endpoint = "the judge (backend=openai base_url=http://judge:8000/v1)"
     with caplog.at_level(logging.WARNING, logger="dagrpo_verl.judge_health"):
-        health.record(missing=8, total=8, settings=settings, endpoint=endpoint)
-        health.record(missing=2, total=8, settings=settings, endpoint=endpoint)  # 25%: not over, resets
-        health.record(missing=8, total=8, settings=settings, endpoint=endpoint)
-        health.record(missing=3, total=8, settings=settings, endpoint=endpoint)
+        health.record(missing=8, needed=8, settings=settings, endpoint=endpoint)
+        health.record(missing=2, needed=8, settings=settings, endpoint=endpoint)  # 25%: not over, resets
+        health.record(missing=8, needed=8, settings=settings, endpoint=endpoint)
+        health.record(missing=3, needed=8, settings=settings, endpoint=endpoint)
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 3 and all("http://judge:8000/v1" in w for w in warnings)
     with pytest.raises(JudgeUnavailableError, match="max_bad_steps=3"):
-        health.record(missing=5, total=8, settings=settings, endpoint=endpoint)
+        health.record(missing=5, needed=8, settings=settings, endpoint=endpoint)
     no_masks = dagrpo_config_from({"dagrpo": {"rectification": False}})
-    JudgeHealth().record(missing=8, total=8, settings=no_masks, endpoint=endpoint)  # no scores needed
+    JudgeHealth().record(missing=8, needed=8, settings=no_masks, endpoint=endpoint)  # no scores needed
+    # a step in which no response needed a score (every group uniform) says nothing about the judge
+    health = JudgeHealth()
+    health.record(missing=8, needed=8, settings=settings, endpoint=endpoint)
+    health.record(missing=0, needed=0, settings=settings, endpoint=endpoint)
+    assert health.bad_steps == 1
 
 
 def test_judge_endpoint_is_read_from_the_run_config():

@@ -87,5 +87,5 @@ def test_start_up_warns_when_no_manager_marks_validation(caplog):
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="dagrpo_verl.validation"):
             validate_dagrpo_config(compose_config(overrides))
-        assert ("judge scores every validation response" in caplog.text) is warned, overrides
+        assert ("and every validation response (scores nothing uses)" in caplog.text) is warned, overrides
     assert OmegaConf.select(compose_config(), f"{R}.reward_kwargs.judge_validation") is False
