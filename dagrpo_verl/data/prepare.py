@@ -45,7 +45,7 @@ import pathlib
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -182,15 +182,25 @@ def _ground_truth(value: Any, row: int) -> tuple[str | None, RowError | None]:
     """The ground truth as exact text (see the module docstring), or the error naming why not."""
     field = "reward_model.ground_truth"
     if value is None or (isinstance(value, str) and not value.strip()):
-        return None, RowError(row, field, "no_ground_truth", f"missing or empty ({value!r})",
-                              "give the reference final answer as reward_model.ground_truth")
+        return None, RowError(
+            row,
+            field,
+            "no_ground_truth",
+            f"missing or empty ({value!r})",
+            "give the reference final answer as reward_model.ground_truth",
+        )
     if isinstance(value, _WrittenFloat) and _PLAIN_DECIMAL.fullmatch(value.text) and not value.is_integer():
         return value.text, None  # "2.50" stays "2.50"; "4.0" becomes "4" below
     try:
         return ground_truth_text(value, field), None
     except GroundTruthError as e:
-        return None, RowError(row, field, "bad_ground_truth", str(e).removeprefix(f"{field} ").rstrip("."),
-                              "give the reference final answer as a string (or a finite number)")
+        return None, RowError(
+            row,
+            field,
+            "bad_ground_truth",
+            str(e).removeprefix(f"{field} ").rstrip("."),
+            "give the reference final answer as a string (or a finite number)",
+        )
 
 
 #: ``extra_info`` flags that the trainer sets on the samples it builds; a data row must not carry them.
@@ -207,7 +217,10 @@ _TRAINER_FLAGS = {
 def _check_extra_info(info: dict, row: int) -> list[RowError]:
     errors = [
         RowError(
-            row, f"extra_info.{flag}", "bad_extra_info", f"is set in the data ({info[flag]!r}); {why}",
+            row,
+            f"extra_info.{flag}",
+            "bad_extra_info",
+            f"is set in the data ({info[flag]!r}); {why}",
             f"remove extra_info.{flag} from the data (the expert solution goes in extra_info.{ANCHOR_TEXT} "
             "or the target column)",
         )
@@ -216,11 +229,15 @@ def _check_extra_info(info: dict, row: int) -> list[RowError]:
     ]
     question = info.get(QUESTION)
     if question is not None and not isinstance(question, str):
-        errors.append(RowError(
-            row, f"extra_info.{QUESTION}", "bad_extra_info",
-            f"must be the problem statement as a string, got {type(question).__name__}",
-            "store the problem text there, or leave it out (the last user message is used)",
-        ))
+        errors.append(
+            RowError(
+                row,
+                f"extra_info.{QUESTION}",
+                "bad_extra_info",
+                f"must be the problem statement as a string, got {type(question).__name__}",
+                "store the problem text there, or leave it out (the last user message is used)",
+            )
+        )
     return errors
 
 
@@ -307,16 +324,28 @@ def convert_row(
 def _convert_row(raw: Any, row: int, *, split: str, anchor_field: str) -> tuple[dict | None, list]:
     if not isinstance(raw, dict):
         what = "null" if raw is None else f"a {type(raw).__name__} ({str(raw)[:40]!r})"
-        return None, [RowError(row, "(row)", "bad_row", f"is {what}, not an object with the row's fields",
-                               "write one JSON object per line (data_source, prompt, reward_model, ...)")]
+        return None, [
+            RowError(
+                row,
+                "(row)",
+                "bad_row",
+                f"is {what}, not an object with the row's fields",
+                "write one JSON object per line (data_source, prompt, reward_model, ...)",
+            )
+        ]
     raw = _plain(dict(raw))
     errors: list[RowError] = []
 
     data_source = raw.get("data_source")
     if not isinstance(data_source, str) or not data_source.strip():
         errors.append(
-            RowError(row, "data_source", "no_data_source", f"missing or empty ({data_source!r})",
-                     "give the data set name (it selects the reward function's scorer)")
+            RowError(
+                row,
+                "data_source",
+                "no_data_source",
+                f"missing or empty ({data_source!r})",
+                "give the data set name (it selects the reward function's scorer)",
+            )
         )
 
     prompt, prompt_error = _check_prompt(raw.get("prompt"), row)
@@ -335,8 +364,13 @@ def _convert_row(raw: Any, row: int, *, split: str, anchor_field: str) -> tuple[
         extra_info = {}
     if not isinstance(extra_info, dict):
         errors.append(
-            RowError(row, "extra_info", "bad_extra_info", f"must be a dict, got {type(extra_info).__name__}",
-                     "give extra_info as a {key: value} dict or leave it out")
+            RowError(
+                row,
+                "extra_info",
+                "bad_extra_info",
+                f"must be a dict, got {type(extra_info).__name__}",
+                "give extra_info as a {key: value} dict or leave it out",
+            )
         )
         extra_info = {}
     errors.extend(_check_extra_info(extra_info, row))
@@ -538,18 +572,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rows", type=_positive_int, default=None, help="convert only the first N rows (N >= 1)")
     parser.add_argument("--report", default=None, help="write the counts and every row error as JSON here")
     args = parser.parse_args(argv)
-    try:
-        result = prepare(
+    return run_conversion(
+        lambda: prepare(
             args.input,
             args.output,
             split=args.split,
             on_invalid=args.on_invalid,
             anchor_field=args.anchor_field,
             max_rows=args.max_rows,
-        )
+        ),
+        args.report,
+        f"wrote {{rows}} of {{total}} rows to {args.output}",
+    )
+
+
+def run_conversion(convert: Callable[[], PrepareResult], report: str | None, done: str) -> int:
+    """A data CLI's conversion: exit code 0 (done; ``done`` printed with ``{rows}``/``{total}`` filled in and the
+    dropped rows by kind), 1 (rows failed validation) or 2 (the input could not be read or written); with
+    ``report``, the summary or the row errors written there as JSON."""
+    try:
+        result = convert()
     except DataValidationError as e:
-        if args.report:
-            pathlib.Path(args.report).write_text(
+        if report:
+            pathlib.Path(report).write_text(
                 json.dumps({"errors": [asdict(err) for err in e.errors]}, indent=1), encoding="utf-8"
             )
         print(f"error: {e}", file=sys.stderr)
@@ -557,9 +602,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.report:
-        pathlib.Path(args.report).write_text(json.dumps(result.summary(), indent=1), encoding="utf-8")
-    print(f"wrote {len(result.rows)} of {result.total} rows to {args.output}; dropped {result.dropped}", end="")
+    if report:
+        pathlib.Path(report).write_text(json.dumps(result.summary(), indent=1), encoding="utf-8")
+    print(done.format(rows=len(result.rows), total=result.total) + f"; dropped {result.dropped}", end="")
     print(f" ({', '.join(f'{k}: {v}' for k, v in sorted(result.dropped_by_kind.items()))})" if result.dropped else "")
     return 0
 

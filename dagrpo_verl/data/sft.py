@@ -49,17 +49,22 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict
 from typing import Any
 
-from dagrpo_verl.data.prepare import DataValidationError, PrepareResult, RowError, convert_row, load_rows
+from dagrpo_verl.data.prepare import (
+    DataValidationError,
+    PrepareResult,
+    RowError,
+    convert_row,
+    load_rows,
+    run_conversion,
+)
 from dagrpo_verl.fields import ANCHOR_TEXT
 
 __all__ = [
@@ -321,8 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.tokenizer is None) != (args.max_length is None):
         parser.error("--tokenizer and --max-length go together (the token-length check needs both).")
-    try:
-        result = to_sft(
+    checked = f", token lengths checked (max {args.max_length})" if args.tokenizer else ""
+    return run_conversion(
+        lambda: to_sft(
             args.input,
             args.output,
             on_invalid=args.on_invalid,
@@ -333,26 +339,10 @@ def main(argv: list[str] | None = None) -> int:
             max_rows=args.max_rows,
             workers=args.workers,
             progress=not args.no_progress,
-        )
-    except DataValidationError as e:
-        if args.report:
-            pathlib.Path(args.report).write_text(
-                json.dumps({"errors": [asdict(err) for err in e.errors]}, indent=1), encoding="utf-8"
-            )
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except (OSError, RuntimeError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.report:
-        pathlib.Path(args.report).write_text(json.dumps(result.summary(), indent=1), encoding="utf-8")
-    checked = f", token lengths checked (max {args.max_length})" if args.tokenizer else ""
-    print(
-        f"sft: wrote {len(result.rows)} of {result.total} rows to {args.output}{checked}; dropped {result.dropped}",
-        end="",
+        ),
+        args.report,
+        f"sft: wrote {{rows}} of {{total}} rows to {args.output}{checked}",
     )
-    print(f" ({', '.join(f'{k}: {v}' for k, v in sorted(result.dropped_by_kind.items()))})" if result.dropped else "")
-    return 0
 
 
 if __name__ == "__main__":
