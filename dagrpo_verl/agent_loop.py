@@ -77,13 +77,20 @@ from verl.utils.ray_utils import auto_await
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from dagrpo_verl import core
-from dagrpo_verl.anchors import GroupPlan, plan_anchor_groups, rollout_correct, skip_failed_anchors
+from dagrpo_verl.anchors import (
+    GroupPlan,
+    anchor_setup_problem,
+    plan_anchor_groups,
+    rollout_correct,
+    skip_failed_anchors,
+)
 from dagrpo_verl.capabilities import group_transform_supported
 from dagrpo_verl.config import AnchorConfig, dagrpo_config_from
 from dagrpo_verl.fields import (
     ACC,
     ANCHOR_FAILED,
     ANCHOR_TEXT,
+    DAGRPO_ESTIMATOR,
     IS_ANCHOR,
     IS_VALIDATION,
     JUDGE_DEFERRED,
@@ -188,7 +195,7 @@ def group_judging_of(config: Any) -> GroupJudging | None:
     return GroupJudging(
         judge=judge_config_of(reward.get("reward_kwargs", None)),
         lazy=settings.lazy_judge,
-        scores_used=config.algorithm.get("adv_estimator", None) == "dagrpo" and settings.rectification,
+        scores_used=config.algorithm.get("adv_estimator", None) == DAGRPO_ESTIMATOR and settings.rectification,
         judge_anchors=settings.anchor.judge_anchors,
     )
 
@@ -254,20 +261,9 @@ def check_anchor_setup(config: Any, *, legacy: bool, reward_loop_worker_handles:
             "enable_resource_pool). Use a reward function (reward.custom_reward_function) or "
             "reward.reward_model.enable_resource_pool=true, or set algorithm.dagrpo.anchor.enable=false."
         )
-    n = int(config.actor_rollout_ref.rollout.n)
-    if anchor.mode == "replace" and anchor.num_anchors >= n:
-        raise ValueError(
-            f"algorithm.dagrpo.anchor.num_anchors={anchor.num_anchors} with mode=replace must be < "
-            f"actor_rollout_ref.rollout.n={n} (at least one on-policy rollout stays); lower num_anchors or use "
-            "mode=append."
-        )
-    if legacy and anchor.mode == "append":
-        raise ValueError(
-            "algorithm.dagrpo.anchor.mode=append is not possible with the legacy trainer (trainer.use_v1=false): "
-            "verl 0.9.1 verl/trainer/ppo/ray_trainer.py RayPPOTrainer.fit joins the rollouts to the prompt batch "
-            "with batch.repeat(rollout.n).union(gen_batch_output), which needs exactly rollout.n samples per "
-            "prompt. Use mode=replace, or the v1 trainer (trainer.use_v1=true)."
-        )
+    problem = anchor_setup_problem(anchor, int(config.actor_rollout_ref.rollout.n), legacy=legacy)
+    if problem is not None:
+        raise ValueError(problem)
     return anchor
 
 

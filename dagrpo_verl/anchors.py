@@ -30,7 +30,14 @@ import numpy as np
 
 from dagrpo_verl.config import AnchorConfig
 
-__all__ = ["GroupPlan", "group_accuracy", "plan_anchor_groups", "rollout_correct", "skip_failed_anchors"]
+__all__ = [
+    "GroupPlan",
+    "anchor_setup_problem",
+    "group_accuracy",
+    "plan_anchor_groups",
+    "rollout_correct",
+    "skip_failed_anchors",
+]
 
 # Accuracies are fractions k/g; compare with a tolerance so that 0.125 <= 0.125 holds.
 _ACCURACY_TOL = 1e-9
@@ -54,6 +61,37 @@ class GroupPlan:
     accuracy: float
     num_anchors: int
     replace_rows: np.ndarray
+
+
+def anchor_setup_problem(config: AnchorConfig, rollout_n: int, legacy: bool) -> str | None:
+    """What makes the anchor settings impossible with ``actor_rollout_ref.rollout.n`` and the trainer, or None.
+
+    The one statement of these rules: the start-up check (:func:`dagrpo_verl.validation.validate_dagrpo_config`,
+    before Ray starts) and the anchor-mixing managers (:func:`dagrpo_verl.agent_loop.check_anchor_setup`) both
+    refuse what it names.
+
+    Args:
+        config: ``algorithm.dagrpo.anchor`` (anchors enabled).
+        rollout_n: ``actor_rollout_ref.rollout.n``, the group's on-policy rollouts.
+        legacy: the legacy trainer (``trainer.use_v1=false``).
+
+    Returns:
+        The error message naming the keys and the fix, or None when the settings work.
+    """
+    if config.mode == "replace" and config.num_anchors >= rollout_n:
+        return (
+            f"algorithm.dagrpo.anchor.num_anchors={config.num_anchors} with mode=replace must be < "
+            f"actor_rollout_ref.rollout.n={rollout_n} (at least one on-policy rollout stays); lower num_anchors or "
+            "use mode=append."
+        )
+    if legacy and config.mode == "append":
+        return (
+            "algorithm.dagrpo.anchor.mode=append is not possible with the legacy trainer (trainer.use_v1=false): "
+            "verl 0.9.1 verl/trainer/ppo/ray_trainer.py RayPPOTrainer.fit joins the rollouts to the prompt batch "
+            "with batch.repeat(rollout.n).union(gen_batch_output), which needs exactly rollout.n samples per "
+            "prompt. Use mode=replace, or the v1 trainer (trainer.use_v1=true)."
+        )
+    return None
 
 
 def rollout_correct(reward_scores: Sequence[float], acc: Optional[Sequence[Optional[float]]] = None) -> np.ndarray:

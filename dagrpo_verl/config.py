@@ -13,9 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from verl.trainer.config import AlgoConfig
 from verl.workers.config.actor import PolicyLossConfig
 
-__all__ = ["AnchorConfig", "DaGRPOConfig", "DaGRPOPolicyLossConfig", "JudgeHealthConfig", "dagrpo_config_from"]
+from dagrpo_verl.fields import ALGORITHM_BLOCK, DAGRPO_LOSS_MODE
+
+__all__ = [
+    "AnchorConfig",
+    "DaGRPOConfig",
+    "DaGRPOPolicyLossConfig",
+    "JudgeHealthConfig",
+    "advantage_settings",
+    "dagrpo_config_from",
+]
 
 ON_MISSING_SCORE = ("keep", "mask")
 ANCHOR_TRIGGERS = ("hard", "always")
@@ -142,7 +152,7 @@ def dagrpo_config_from(algorithm_config: Any | None) -> DaGRPOConfig:
         return DaGRPOConfig()
     if isinstance(algorithm_config, DaGRPOConfig):
         return algorithm_config
-    block = algorithm_config.get("dagrpo", None) if hasattr(algorithm_config, "get") else None
+    block = algorithm_config.get(ALGORITHM_BLOCK, None) if hasattr(algorithm_config, "get") else None
     if block is None:
         return DaGRPOConfig()
     try:
@@ -153,6 +163,34 @@ def dagrpo_config_from(algorithm_config: Any | None) -> DaGRPOConfig:
     except ImportError:  # pragma: no cover - omegaconf is a dependency of verl
         pass
     return _build(DaGRPOConfig, dict(block), "algorithm.dagrpo")
+
+
+#: verl's default of ``algorithm.norm_adv_by_std_in_grpo`` (its ``AlgoConfig``), for an ``algorithm`` config without it.
+VERL_NORM_ADV_BY_STD_DEFAULT: bool = AlgoConfig.__dataclass_fields__["norm_adv_by_std_in_grpo"].default
+
+
+def advantage_settings(algorithm_config: Any | None) -> dict[str, Any]:
+    """The settings of :func:`dagrpo_verl.core.compute_dagrpo_outcome_advantage` in verl's ``algorithm`` config.
+
+    The one reader of them for every caller (the registered estimator, the trainer hooks): ``delta``,
+    ``rectification``, ``on_missing_score`` from ``algorithm.dagrpo`` (:func:`dagrpo_config_from`), and
+    ``norm_adv_by_std_in_grpo`` from verl's key, which is verl's default
+    (:data:`VERL_NORM_ADV_BY_STD_DEFAULT`, GRPO's std division) when the config lacks it, as for verl's own
+    ``grpo`` estimator. ``dagrpo_trainer.yaml`` sets it to false (Dr.GRPO, the paper's setting).
+
+    Returns:
+        keyword arguments for :func:`~dagrpo_verl.core.compute_dagrpo_outcome_advantage`.
+    """
+    settings = dagrpo_config_from(algorithm_config)
+    norm_by_std = VERL_NORM_ADV_BY_STD_DEFAULT
+    if algorithm_config is not None and hasattr(algorithm_config, "get"):
+        norm_by_std = algorithm_config.get("norm_adv_by_std_in_grpo", VERL_NORM_ADV_BY_STD_DEFAULT)
+    return {
+        "delta": float(settings.delta),
+        "rectification": settings.rectification,
+        "on_missing_score": settings.on_missing_score,
+        "norm_adv_by_std_in_grpo": bool(norm_by_std),
+    }
 
 
 @dataclass
@@ -166,7 +204,7 @@ class DaGRPOPolicyLossConfig(PolicyLossConfig):
         off_policy_gamma (float): γ of LUFFY's policy shaping f(p) = p / (p + γ) on anchor tokens.
     """
 
-    loss_mode: str = "dagrpo"
+    loss_mode: str = DAGRPO_LOSS_MODE
     off_policy_gamma: float = 0.1
 
     def __post_init__(self):

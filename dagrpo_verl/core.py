@@ -31,12 +31,14 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from verl.trainer.ppo.core_algos import agg_loss
 from verl.utils import torch_functional as verl_F
 from verl.utils.groupwise import as_torch_index
 
+from dagrpo_verl.fields import METRIC_PREFIX
+
 __all__ = [
+    "advantage_metrics",
     "anchor_flags_tensor",
     "judge_scores_tensor",
     "group_ids_from_index",
@@ -57,10 +59,15 @@ __all__ = [
 #: same number of values on every data-parallel rank). Ratios of their totals give the
 #: token-weighted ``anchor_token_frac`` and ``anchor_shaped_ratio_mean``
 #: (:func:`dagrpo_verl.losses.finish_loss_metrics`).
-ANCHOR_SHAPED_RATIO_SUM = "dagrpo/anchor_shaped_ratio_sum"
-ANCHOR_TOKENS = "dagrpo/anchor_tokens"
-RESPONSE_TOKENS = "dagrpo/response_tokens"
+ANCHOR_SHAPED_RATIO_SUM = METRIC_PREFIX + "anchor_shaped_ratio_sum"
+ANCHOR_TOKENS = METRIC_PREFIX + "anchor_tokens"
+RESPONSE_TOKENS = METRIC_PREFIX + "response_tokens"
 SUMMED_LOSS_METRICS = (ANCHOR_SHAPED_RATIO_SUM, ANCHOR_TOKENS, RESPONSE_TOKENS)
+
+
+def advantage_metrics(stats: dict[str, Any]) -> dict[str, float]:
+    """The ``dagrpo/<name>`` metrics of :func:`compute_dagrpo_outcome_advantage`'s stats, as floats."""
+    return {METRIC_PREFIX + name: float(value) for name, value in stats.items()}
 
 
 def group_ids_from_index(index: Any, device: torch.device | str | None = None) -> torch.Tensor:

@@ -48,10 +48,12 @@ from verl.protocol import DataProto
 from verl.trainer.ppo.core_algos import agg_loss
 from verl.utils.debug.metrics import calculate_debug_metrics
 
+from dagrpo_verl.fields import METRIC_PREFIX
+
 __all__ = ["FIRST_RUN_CHECKS", "ONPOLICY_PREFIX", "Check", "first_run_report", "onpolicy_diagnostics"]
 
 #: Prefix of every on-policy diagnostic.
-ONPOLICY_PREFIX = "dagrpo/onpolicy/"
+ONPOLICY_PREFIX = METRIC_PREFIX + "onpolicy/"
 
 
 def onpolicy_diagnostics(
@@ -129,7 +131,7 @@ class Check:
 FIRST_RUN_CHECKS = (
     Check("judge/failures", "0: a failure is a response without judge score", lambda v: v == 0),
     Check(
-        "dagrpo/missing_scores",
+        METRIC_PREFIX + "missing_scores",
         "0: responses without judge score keep an unrectified advantage (on_missing_score=keep)",
         lambda v: v == 0,
     ),

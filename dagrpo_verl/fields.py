@@ -1,8 +1,21 @@
-"""Names of the per-sample fields DaGRPO adds to verl's batches.
+"""Names DaGRPO adds to verl: the per-sample fields of its batches, the registered estimator and
+loss, the config block and the metric prefix.
 
 One place for every name, so the reward function, the anchor mixer, the trainer
-hooks and the estimator agree.
+hooks, the start-up checks and the estimator agree.
 """
+
+#: ``algorithm.adv_estimator`` of the registered DaGRPO advantage estimator (``register_adv_est``).
+DAGRPO_ESTIMATOR = "dagrpo"
+
+#: ``actor_rollout_ref.actor.policy_loss.loss_mode`` of the registered DaGRPO policy loss (``register_policy_loss``).
+DAGRPO_LOSS_MODE = "dagrpo"
+
+#: Key of the DaGRPO settings in verl's ``algorithm`` config: ``algorithm.dagrpo``.
+ALGORITHM_BLOCK = "dagrpo"
+
+#: Prefix of DaGRPO's metrics (``dagrpo/pos_masked_frac`` ...; the loss's arrive as ``actor/dagrpo/...``).
+METRIC_PREFIX = "dagrpo/"
 
 #: Reward extra-info key (returned by ``dagrpo_verl.reward.compute_score``): the judge score
 #: S in [1, 10] of one response, NaN when the judge gave none. Float per sample.

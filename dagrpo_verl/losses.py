@@ -31,12 +31,9 @@ from verl.workers.config import ActorConfig
 from verl.workers.utils.padding import no_padding_2_padding
 
 from dagrpo_verl.core import SUMMED_LOSS_METRICS
-from dagrpo_verl.fields import IS_ANCHOR
+from dagrpo_verl.fields import DAGRPO_LOSS_MODE, IS_ANCHOR, METRIC_PREFIX
 
 __all__ = ["DAGRPO_LOSS_MODE", "dagrpo_ppo_loss", "finish_loss_metrics"]
-
-#: ``actor_rollout_ref.actor.policy_loss.loss_mode`` of the registered DaGRPO policy loss.
-DAGRPO_LOSS_MODE = "dagrpo"
 
 _SUMMED = AggregationType.SUM
 
@@ -158,6 +155,7 @@ def finish_loss_metrics(metrics: MutableMapping[str, Any], prefix: str = "actor/
     if not all(key in metrics for key in keys):
         return metrics
     shaped_sum, anchor_tokens, response_tokens = (float(np.mean(metrics.pop(key))) for key in keys)
-    metrics[prefix + "dagrpo/anchor_token_frac"] = anchor_tokens / response_tokens if response_tokens else 0.0
-    metrics[prefix + "dagrpo/anchor_shaped_ratio_mean"] = shaped_sum / anchor_tokens if anchor_tokens else float("nan")
+    names = prefix + METRIC_PREFIX
+    metrics[names + "anchor_token_frac"] = anchor_tokens / response_tokens if response_tokens else 0.0
+    metrics[names + "anchor_shaped_ratio_mean"] = shaped_sum / anchor_tokens if anchor_tokens else float("nan")
     return metrics

@@ -24,7 +24,7 @@ try:
 
     from dagrpo_verl import core
     from dagrpo_verl.capabilities import estimator_fields_supported, loss_fields_supported
-    from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE, JUDGE_STATS
+    from dagrpo_verl.fields import DAGRPO_ESTIMATOR, DAGRPO_LOSS_MODE, IS_ANCHOR, JUDGE_SCORE, JUDGE_STATS
     from dagrpo_verl.stock import install_start_up_check
 except Exception:  # pragma: no cover - exercised by the broken-install test in a subprocess
     logger.error("dagrpo_verl: failed to register the DaGRPO estimator and loss with verl", exc_info=True)
@@ -64,7 +64,7 @@ def _estimator_metrics_key() -> str | None:
     return getattr(sys.modules.get("verl.trainer.ppo.ray_trainer"), "ADVANTAGE_METRICS_KEY", None)
 
 
-@register_adv_est("dagrpo", **_ESTIMATOR_DECLARATION)
+@register_adv_est(DAGRPO_ESTIMATOR, **_ESTIMATOR_DECLARATION)
 def compute_dagrpo_advantage(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
@@ -98,32 +98,28 @@ def compute_dagrpo_advantage(
     """
     # Imported here: dagrpo_verl.config imports verl, whose plugin loader imports this module,
     # so a top-level import would fail whenever dagrpo_verl.config is imported before verl.
-    from dagrpo_verl.config import dagrpo_config_from
+    from dagrpo_verl.config import advantage_settings, dagrpo_config_from
 
     settings = dagrpo_config_from(config)
     if judge_scores is None:
         judge_scores = _from_batch(JUDGE_SCORE, non_tensor_batch, batch)
     if anchor_mask is None:
         anchor_mask = _from_batch(IS_ANCHOR, non_tensor_batch, batch)
-    norm_by_std = bool(config.get("norm_adv_by_std_in_grpo", True)) if config is not None else True
     advantages, returns, stats = core.compute_dagrpo_outcome_advantage(
         token_level_rewards=token_level_rewards,
         response_mask=response_mask,
         index=index,
         judge_scores=core.judge_scores_tensor(judge_scores),
         anchor_mask=None if anchor_mask is None else core.anchor_flags_tensor(anchor_mask, len(anchor_mask)),
-        delta=float(settings.delta),
-        rectification=settings.rectification,
-        on_missing_score=settings.on_missing_score,
-        norm_adv_by_std_in_grpo=norm_by_std,
         epsilon=epsilon,
+        **advantage_settings(config),
     )
     if non_tensor_batch is not None:  # called by verl's trainer: one training step (dagrpo_verl.judge_health)
         from dagrpo_verl.judge_health import record_step
 
         record_step(int(stats["missing_scores"]), int(stats["needed_scores"]), settings, config)
     if _estimator_metrics_key() is not None:
-        metrics = {f"dagrpo/{name}": float(value) for name, value in stats.items()}
+        metrics = core.advantage_metrics(stats)
         if non_tensor_batch is not None and JUDGE_STATS in non_tensor_batch:
             from dagrpo_verl.judge.metrics import stats_from_records
 
@@ -134,7 +130,7 @@ def compute_dagrpo_advantage(
     return advantages, returns
 
 
-@register_policy_loss("dagrpo", **_LOSS_DECLARATION)
+@register_policy_loss(DAGRPO_LOSS_MODE, **_LOSS_DECLARATION)
 def compute_policy_loss_dagrpo(
     old_log_prob: torch.Tensor,
     log_prob: torch.Tensor,

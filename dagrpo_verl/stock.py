@@ -45,6 +45,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dagrpo_verl.capabilities import VerlCapabilities, verl_capabilities
+from dagrpo_verl.fields import DAGRPO_ESTIMATOR, DAGRPO_LOSS_MODE
 
 __all__ = [
     "ANCHOR_MANAGERS",
@@ -63,7 +64,6 @@ logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 #: The anchor-mixing agent-loop managers (v1, legacy) and the group transform (verl with upstream/0006).
 ANCHOR_MANAGERS = ("dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ", "dagrpo_verl.agent_loop.DaGRPOAgentLoopManager")
 ANCHOR_MIXER = "dagrpo_verl.agent_loop.AnchorMixer"
-_DAGRPO = "dagrpo"
 _FIX = (
     "run `python -m dagrpo_verl.main` with the same overrides (its trainer hooks carry them on verl 0.9.x), "
     "or apply the patch series upstream/ to verl (docs/upstream.md)"
@@ -100,8 +100,8 @@ def mixes_anchors(config: DictConfig) -> bool:
 def selects_dagrpo(config: DictConfig) -> bool:
     """Whether the config selects any DaGRPO part: the estimator, the loss or the anchor mixing."""
     return (
-        _select(config, "algorithm.adv_estimator") == _DAGRPO
-        or _select(config, "actor_rollout_ref.actor.policy_loss.loss_mode") == _DAGRPO
+        _select(config, "algorithm.adv_estimator") == DAGRPO_ESTIMATOR
+        or _select(config, "actor_rollout_ref.actor.policy_loss.loss_mode") == DAGRPO_LOSS_MODE
         or mixes_anchors(config)
     )
 
@@ -124,7 +124,7 @@ def check_stock_verl(config: DictConfig, capabilities: VerlCapabilities | None =
     anchors = settings.anchor.enable and mixes_anchors(config)
     stock = f"verl {verl_version}'s own trainer ({'v1' if use_v1 else 'legacy'})"
 
-    if estimator == _DAGRPO:
+    if estimator == DAGRPO_ESTIMATOR:
         inputs = [
             name for name, needed in (("judge scores", settings.rectification), ("anchor flags", anchors)) if needed
         ]
@@ -166,7 +166,7 @@ def check_stock_verl(config: DictConfig, capabilities: VerlCapabilities | None =
                 "run `python -m dagrpo_verl.main` (it leaves anchors out of the correction), or set "
                 "algorithm.dagrpo.anchor.enable=false."
             )
-    if settings.rectification and estimator == _DAGRPO:
+    if settings.rectification and estimator == DAGRPO_ESTIMATOR:
         from dagrpo_verl.reward import is_dagrpo_reward
 
         # The DaGRPO managers judge by group and send each group's judge/* counters with its samples, which the

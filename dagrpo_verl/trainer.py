@@ -46,9 +46,9 @@ from verl.workers.config import ActorConfig
 from verl.workers.utils.padding import response_to_nested
 
 from dagrpo_verl import core
-from dagrpo_verl.config import dagrpo_config_from
+from dagrpo_verl.config import advantage_settings, dagrpo_config_from
 from dagrpo_verl.diagnostics import onpolicy_diagnostics
-from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE, JUDGE_STATS
+from dagrpo_verl.fields import DAGRPO_ESTIMATOR, IS_ANCHOR, JUDGE_SCORE, JUDGE_STATS
 from dagrpo_verl.judge.metrics import JudgeStats, pop_stats_from, stats_from_records
 from dagrpo_verl.judge_health import record_step
 from dagrpo_verl.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss, finish_loss_metrics
@@ -73,9 +73,6 @@ _LEGACY_NAMES = ("DaGRPOLegacyTaskRunner", "DaGRPORayPPOTrainer", "anchors_as_te
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
-
-#: ``algorithm.adv_estimator`` of the registered DaGRPO estimator.
-DAGRPO_ESTIMATOR = "dagrpo"
 
 #: Extra-info key under which verl's v1 agent loop stores the reward function's extra keys.
 _REWARD_EXTRA_INFO = "reward_extra_info"
@@ -180,17 +177,14 @@ def compute_batch_advantage(
         index=np.asarray(index, dtype=object)[group_rows.numpy()],
         judge_scores=None if judge_scores is None else judge_scores[group_rows],
         anchor_mask=anchor_mask[group_rows],
-        delta=float(settings.delta),
-        rectification=settings.rectification,
-        on_missing_score=settings.on_missing_score,
-        norm_adv_by_std_in_grpo=bool(algorithm_config.get("norm_adv_by_std_in_grpo", True)),
+        **advantage_settings(algorithm_config),
     )
     record_step(int(stats["missing_scores"]), int(stats["needed_scores"]), settings, algorithm_config)
     row_advantage = torch.zeros(size, dtype=torch.float32)
     row_advantage[group_rows] = group_advantages[:, 0]
     per_row = torch.where(source >= 0, row_advantage[source.clamp_min(0)], torch.zeros_like(row_advantage))
     advantages = per_row.unsqueeze(-1) * response_mask
-    return advantages, {f"dagrpo/{name}": float(value) for name, value in stats.items()}
+    return advantages, core.advantage_metrics(stats)
 
 
 def rollout_correction_without_anchors(

@@ -18,9 +18,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from dagrpo_verl.anchors import anchor_setup_problem
 from dagrpo_verl.config import DaGRPOConfig, dagrpo_config_from
-from dagrpo_verl.fields import ANCHOR_TEXT
-from dagrpo_verl.losses import DAGRPO_LOSS_MODE
+from dagrpo_verl.fields import ANCHOR_TEXT, DAGRPO_ESTIMATOR, DAGRPO_LOSS_MODE
 
 __all__ = [
     "DAGRPO_REWARD_PATH",
@@ -34,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 #: ``reward.custom_reward_function.path`` of the reward that returns the judge score.
 DAGRPO_REWARD_PATH = "pkg://dagrpo_verl.reward"
-_ESTIMATOR = "dagrpo"
 _LOSS_TARGET = "dagrpo_verl.config.DaGRPOPolicyLossConfig"
 _V1_MANAGER = "dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ"
 _LEGACY_MANAGER = "dagrpo_verl.agent_loop.DaGRPOAgentLoopManager"
@@ -89,12 +88,12 @@ def validate_dagrpo_config(config: DictConfig) -> DaGRPOConfig | None:
     _check_cpu_sampler(config)
     _check_context_length(config)
     _check_reward_kwargs(config)
-    if loss_mode == DAGRPO_LOSS_MODE or estimator == _ESTIMATOR:
+    if loss_mode == DAGRPO_LOSS_MODE or estimator == DAGRPO_ESTIMATOR:
         _warn_length_varying_normaliser(config)
     if loss_mode == DAGRPO_LOSS_MODE:
         _check_loss(config, use_v1)
     _check_anchor_training(config, estimator, loss_mode)
-    if estimator != _ESTIMATOR:
+    if estimator != DAGRPO_ESTIMATOR:
         return None
     try:
         settings = dagrpo_config_from(config.algorithm)
@@ -111,6 +110,9 @@ def validate_dagrpo_config(config: DictConfig) -> DaGRPOConfig | None:
         _check_judge_reward(config)
         _check_lazy_judging(config, settings)
     if settings.anchor.enable:
+        problem = anchor_setup_problem(settings.anchor, n, legacy=not use_v1)
+        if problem is not None:
+            raise DaGRPOConfigError(problem)
         _check_anchors(config, loss_mode, use_v1)
     return settings
 
@@ -124,7 +126,7 @@ def _check_anchor_training(config: DictConfig, estimator: Any, loss_mode: Any) -
     """
     from dagrpo_verl.stock import ANCHOR_MIXER, mixes_anchors
 
-    if not mixes_anchors(config) or (estimator == _ESTIMATOR and loss_mode == DAGRPO_LOSS_MODE):
+    if not mixes_anchors(config) or (estimator == DAGRPO_ESTIMATOR and loss_mode == DAGRPO_LOSS_MODE):
         return
     try:
         anchors_on = dagrpo_config_from(config.algorithm).anchor.enable
