@@ -168,3 +168,23 @@ def test_cli_rejects_bad_repeat(capsys):
     with pytest.raises(SystemExit):
         main(["--out", "x", "--repeat", "0"])
     assert "--repeat" in capsys.readouterr().err
+
+
+def test_the_prepared_sets_are_the_evaluation_suites_nine():
+    """One table: every set the evaluator scores is prepared once, and a prepared row maps back to its set
+    with the evaluator's samples per problem as its copies."""
+    from dagrpo_verl.eval.suite import BENCHMARKS, benchmark_for
+
+    assert sorted(s.key for s in SOURCES) == sorted(b.key for b in BENCHMARKS)
+    minimal = {
+        "arc_c": [{"question": "q", "choices": {"label": ["A", "B"], "text": ["x", "y"]}, "answerKey": "A"}],
+        "gpqa": [{"Question": "q", "Correct Answer": "x"} | {f"Incorrect Answer {j}": f"w{j}" for j in (1, 2, 3)}],
+        "mmlu_pro": [{"question": "q", "options": ["a", "b"], "answer": "A"}],
+    }
+    for source in SOURCES:
+        records = minimal.get(source.key) or [
+            {"problem": "p", "question": "p", "answer": "1", "final_answer": ["1"]}
+        ]
+        rows = build_files({source.key: records})[source.file]
+        assert {benchmark_for(d) for d in rows.data_source} == {source.benchmark}, source.key
+        assert len(rows) == source.benchmark.default_k == source.repeat

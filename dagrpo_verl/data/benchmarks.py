@@ -31,6 +31,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from dagrpo_verl.eval.suite import Benchmark, benchmark_by_key
+
 __all__ = [
     "CHOICE_TEMPLATE",
     "FILES",
@@ -106,7 +108,7 @@ def convert_math(records: Iterable[Mapping], data_source: str, question_field: s
     return rows
 
 
-def convert_arc(records: Iterable[Mapping]) -> list[dict]:
+def convert_arc(records: Iterable[Mapping], data_source: str = benchmark_by_key("arc_c").data_source) -> list[dict]:
     """ARC-Challenge (``allenai/ai2_arc``): question, ``choices={text, label}``, ``answerKey``.
 
     The prompt is the question, a blank line and one ``label) text`` line per choice (each ending in
@@ -114,15 +116,15 @@ def convert_arc(records: Iterable[Mapping]) -> list[dict]:
     """
     rows = []
     for i, r in enumerate(records):
-        choices = _field(r, "choices", "arc_c")
+        choices = _field(r, "choices", data_source)
         labels, texts = list(choices["label"]), list(choices["text"])
-        answer = str(_field(r, "answerKey", "arc_c"))
+        answer = str(_field(r, "answerKey", data_source))
         if answer not in labels:
-            raise ValueError(f"arc_c record {i}: answerKey {answer!r} is not one of its labels {labels}.")
-        question = f"{_field(r, 'question', 'arc_c')}\n\n" + "".join(
+            raise ValueError(f"{data_source} record {i}: answerKey {answer!r} is not one of its labels {labels}.")
+        question = f"{_field(r, 'question', data_source)}\n\n" + "".join(
             f"{label}) {text}\n" for label, text in zip(labels, texts)
         )
-        rows.append(make_row("arc_c", question, answer, i))
+        rows.append(make_row(data_source, question, answer, i))
     return rows
 
 
@@ -131,80 +133,99 @@ def _choice_question(question: str, options: list[str]) -> str:
     return CHOICE_TEMPLATE.format(letters=letters, question=question, options=format_options(letters, options))
 
 
-def convert_gpqa(records: Iterable[Mapping], seed: int = 0) -> list[dict]:
+def convert_gpqa(
+    records: Iterable[Mapping], seed: int = 0, data_source: str = benchmark_by_key("gpqa").data_source
+) -> list[dict]:
     """GPQA-Diamond (``Idavidrein/gpqa``, ``gpqa_diamond``): ``Question``, ``Correct Answer``,
     ``Incorrect Answer 1..3``. Options are shuffled per question (``random.Random(seed + index)``)."""
     rows = []
     for i, r in enumerate(records):
-        correct = str(_field(r, "Correct Answer", "gpqa"))
-        options = [correct] + [str(_field(r, f"Incorrect Answer {j}", "gpqa")) for j in (1, 2, 3)]
+        correct = str(_field(r, "Correct Answer", data_source))
+        options = [correct] + [str(_field(r, f"Incorrect Answer {j}", data_source)) for j in (1, 2, 3)]
         random.Random(seed + i).shuffle(options)
         answer = LETTERS[options.index(correct)]
-        rows.append(make_row("gpqa", _choice_question(str(_field(r, "Question", "gpqa")), options), answer, i))
+        question = _choice_question(str(_field(r, "Question", data_source)), options)
+        rows.append(make_row(data_source, question, answer, i))
     return rows
 
 
-def convert_mmlu_pro(records: Iterable[Mapping]) -> list[dict]:
+def convert_mmlu_pro(
+    records: Iterable[Mapping], data_source: str = benchmark_by_key("mmlu_pro").data_source
+) -> list[dict]:
     """MMLU-Pro (``TIGER-Lab/MMLU-Pro``, test split): ``question``, ``options`` (up to 10), ``answer`` (A-J)."""
     rows = []
     for i, r in enumerate(records):
-        options = [str(o) for o in _field(r, "options", "mmlu_pro")]
+        options = [str(o) for o in _field(r, "options", data_source)]
         if not 2 <= len(options) <= len(LETTERS):
-            raise ValueError(f"mmlu_pro record {i}: 'options' must hold 2-10 options, got {len(options)}.")
-        answer = str(_field(r, "answer", "mmlu_pro")).strip().upper()
+            raise ValueError(f"{data_source} record {i}: 'options' must hold 2-10 options, got {len(options)}.")
+        answer = str(_field(r, "answer", data_source)).strip().upper()
         if answer not in LETTERS[: len(options)]:
-            raise ValueError(f"mmlu_pro record {i}: 'answer' {answer!r} is not one of {LETTERS[: len(options)]}.")
-        rows.append(make_row("mmlu_pro", _choice_question(str(_field(r, "question", "mmlu_pro")), options), answer, i))
+            raise ValueError(f"{data_source} record {i}: 'answer' {answer!r} is not one of {LETTERS[: len(options)]}.")
+        question = _choice_question(str(_field(r, "question", data_source)), options)
+        rows.append(make_row(data_source, question, answer, i))
     return rows
 
 
 @dataclass(frozen=True)
 class Source:
-    """Where a benchmark comes from and how its records become rows.
+    """Where a benchmark of :data:`dagrpo_verl.eval.suite.BENCHMARKS` comes from and how its records become rows.
 
     Args:
-        key: benchmark key (as in :mod:`dagrpo_verl.eval.suite`).
+        benchmark: the evaluation suite's entry (key, ``data_source`` spelling, samples per problem).
         file: output parquet name.
         hub_id, config, split: ``datasets.load_dataset(hub_id, config, split=split)``.
         convert: records -> rows.
-        repeat: default number of copies of every row (avg@k layout of the public file).
     """
 
-    key: str
+    benchmark: Benchmark
     file: str
     hub_id: str
     config: str | None
     split: str
     convert: Callable[[list[dict]], list[dict]]
-    repeat: int = 1
+
+    @property
+    def key(self) -> str:
+        """The benchmark key (``--only``, :func:`build_files`)."""
+        return self.benchmark.key
+
+    @property
+    def repeat(self) -> int:
+        """Default copies of every row: the benchmark's samples per problem (avg@k layout of the public file)."""
+        return self.benchmark.default_k
 
 
-def _math(data_source: str, question: str, answer: str) -> Callable[[list[dict]], list[dict]]:
-    return lambda records: convert_math(records, data_source, question, answer)
+def _math_source(key: str, file: str, hub_id: str, config: str | None, split: str, question: str, answer: str):
+    """A math set: the ``question`` field is the prompt, the ``answer`` field the ground truth."""
+    benchmark = benchmark_by_key(key)
+
+    def convert(records: list[dict]) -> list[dict]:
+        return convert_math(records, benchmark.data_source, question, answer)
+
+    return Source(benchmark, file, hub_id, config, split, convert)
 
 
 #: The sources, in the row order of the public ``valid.all.parquet``.
 SOURCES: tuple[Source, ...] = (
-    Source("math500", "valid.all.parquet", "HuggingFaceH4/MATH-500", None, "test", _math("math", "problem", "answer")),
-    Source(
+    _math_source("math500", "valid.all.parquet", "HuggingFaceH4/MATH-500", None, "test", "problem", "answer"),
+    _math_source(
         "olympiad",
         "valid.all.parquet",
         "Hothan/OlympiadBench",
         "OE_TO_maths_en_COMP",
         "train",
-        _math("olympiad_bench", "question", "final_answer"),
+        "question",
+        "final_answer",
     ),
-    Source("minerva", "valid.all.parquet", "math-ai/minervamath", None, "test", _math("minerva", "question", "answer")),
+    _math_source("minerva", "valid.all.parquet", "math-ai/minervamath", None, "test", "question", "answer"),
+    _math_source("aime24", "valid.all.parquet", "HuggingFaceH4/aime_2024", None, "train", "problem", "answer"),
+    _math_source("amc", "valid.all.parquet", "AI-MO/aimo-validation-amc", None, "train", "problem", "answer"),
+    _math_source("aime25", "valid.all.parquet", "math-ai/aime25", None, "test", "problem", "answer"),
+    Source(benchmark_by_key("arc_c"), "valid.arc_c.parquet", "allenai/ai2_arc", "ARC-Challenge", "test", convert_arc),
+    Source(benchmark_by_key("gpqa"), "valid.gpqa.parquet", "Idavidrein/gpqa", "gpqa_diamond", "train", convert_gpqa),
     Source(
-        "aime24", "valid.all.parquet", "HuggingFaceH4/aime_2024", None, "train", _math("aime", "problem", "answer"), 32
+        benchmark_by_key("mmlu_pro"), "valid.mmlu_pro.parquet", "TIGER-Lab/MMLU-Pro", None, "test", convert_mmlu_pro
     ),
-    Source(
-        "amc", "valid.all.parquet", "AI-MO/aimo-validation-amc", None, "train", _math("amc", "problem", "answer"), 32
-    ),
-    Source("aime25", "valid.all.parquet", "math-ai/aime25", None, "test", _math("aime25", "problem", "answer"), 32),
-    Source("arc_c", "valid.arc_c.parquet", "allenai/ai2_arc", "ARC-Challenge", "test", convert_arc),
-    Source("gpqa", "valid.gpqa.parquet", "Idavidrein/gpqa", "gpqa_diamond", "train", convert_gpqa),
-    Source("mmlu_pro", "valid.mmlu_pro.parquet", "TIGER-Lab/MMLU-Pro", None, "test", convert_mmlu_pro),
 )
 
 FILES = tuple(dict.fromkeys(s.file for s in SOURCES))

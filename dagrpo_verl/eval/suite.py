@@ -5,13 +5,17 @@ OlympiadBench: pass@1) and three out-of-distribution multiple-choice sets
 (ARC-c, GPQA-Diamond, MMLU-Pro: pass@1). A data row names its benchmark through
 ``data_source``; the public parquets spell them ``aime``, ``aime25``, ``amc``,
 ``math``, ``minerva``, ``olympiad_bench``, ``arc_c``, ``gpqa``, ``mmlu_pro``.
+
+:data:`BENCHMARKS` is the one table of the nine sets: the evaluator reads it, and
+:mod:`dagrpo_verl.data.benchmarks` (which prepares the parquets) takes each set's key,
+``data_source`` spelling and row copies from it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BENCHMARKS", "ID", "OOD", "Benchmark", "benchmark_for", "parse_samples"]
+__all__ = ["BENCHMARKS", "ID", "OOD", "Benchmark", "benchmark_by_key", "benchmark_for", "parse_samples"]
 
 ID = "in-distribution"
 OOD = "out-of-distribution"
@@ -26,7 +30,8 @@ class Benchmark:
         title: column title in the table.
         group: :data:`ID` or :data:`OOD`.
         default_k: samples per problem; the score is their mean accuracy (avg@k, pass@1 for k=1).
-        data_sources: lower-case ``data_source`` values that belong to this benchmark.
+        data_sources: lower-case ``data_source`` values that belong to this benchmark; the first is
+            the spelling of the public parquets (:attr:`data_source`).
     """
 
     key: str
@@ -34,6 +39,11 @@ class Benchmark:
     group: str
     default_k: int
     data_sources: tuple[str, ...]
+
+    @property
+    def data_source(self) -> str:
+        """The ``data_source`` the public evaluation parquets (and ``python -m dagrpo_verl.data.benchmarks``) write."""
+        return self.data_sources[0]
 
 
 BENCHMARKS: tuple[Benchmark, ...] = (
@@ -50,6 +60,13 @@ BENCHMARKS: tuple[Benchmark, ...] = (
 
 _BY_SOURCE = {source: b for b in BENCHMARKS for source in b.data_sources}
 _BY_KEY = {b.key: b for b in BENCHMARKS}
+
+
+def benchmark_by_key(key: str) -> Benchmark:
+    """The benchmark of a key (``aime24``, ...); KeyError naming the known keys otherwise."""
+    if key not in _BY_KEY:
+        raise KeyError(f"unknown benchmark {key!r}; known: {sorted(_BY_KEY)}")
+    return _BY_KEY[key]
 
 
 def benchmark_for(data_source: str) -> Benchmark | None:
