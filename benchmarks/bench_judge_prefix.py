@@ -68,7 +68,7 @@ def _bpe():
     try:
         from transformers import AutoTokenizer
 
-        from dagrpo_verl.models import smollm2_dir
+        from dagrpo_verl.cpu.models import smollm2_dir
 
         return AutoTokenizer.from_pretrained(smollm2_dir(os.path.expanduser("~/.cache/dagrpo_verl/smollm2")))
     except (ImportError, ModuleNotFoundError, OSError, ValueError) as exc:

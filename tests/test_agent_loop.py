@@ -5,7 +5,7 @@ Real: verl's ``RLHFDataset`` + ``collate_fn`` on a parquet written by
 ``dagrpo_verl.data.prepare``, verl's config (hydra ``ppo_trainer``), a real
 ``DaGRPOAgentLoopWorkerTQ`` instance (verl's ``AgentLoopWorkerTQ.__init__``, its
 ``generate_sequences`` entry, the ``single_turn_agent`` loop, the tiny Qwen2 tokenizer
-of ``dagrpo_verl.models``), a real ``RewardLoopWorker`` Ray actor running a reward
+of ``dagrpo_verl.cpu.models``), a real ``RewardLoopWorker`` Ray actor running a reward
 function file through ``reward.custom_reward_function``, a real TransferQueue
 (``tq.init()`` under local Ray), read back with ``tq.kv_batch_get``.
 
@@ -87,8 +87,8 @@ class ScriptedLLM:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    from dagrpo_verl.cpu.models import build_tiny_qwen2
     from dagrpo_verl.data.prepare import prepare
-    from dagrpo_verl.models import build_tiny_qwen2
 
     tmp = tmp_path_factory.mktemp("agent_loop_tq")
     model = build_tiny_qwen2(tmp / "tiny")
@@ -116,10 +116,10 @@ def setup(tmp_path_factory):
     data = tmp / "train.parquet"
     prepare(str(raw), data)
 
-    from hydra import compose, initialize_config_dir
     import pathlib
 
     import verl
+    from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(str(pathlib.Path(verl.__file__).parent / "trainer/config"), version_base=None):
         base = compose(
@@ -177,8 +177,9 @@ def _batch(config, tokenizer):
 
 def _run(setup, validate=False, **anchor):
     """Run the worker on the 3-prompt batch; return {question: {session_key: sample dict}} read back from TQ."""
-    from dagrpo_verl.agent_loop import DaGRPOAgentLoopWorkerTQ
     from verl.utils import tensordict_utils as tu
+
+    from dagrpo_verl.agent_loop import DaGRPOAgentLoopWorkerTQ
 
     config = _config(setup["config"], **anchor)
 

@@ -1,4 +1,4 @@
-"""Embedded models (dagrpo_verl.models): build, reuse, load and generate on CPU."""
+"""Embedded models (dagrpo_verl.cpu.models): build, reuse, load and generate on CPU."""
 
 import importlib.util
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from dagrpo_verl import models
+from dagrpo_verl.cpu import models
 
 
 def _generate(path, n_tokens=6):

@@ -7,8 +7,8 @@ import torch
 from transformers import AutoModelForCausalLM
 from verl.workers.config import HFModelConfig, RolloutConfig
 
+from dagrpo_verl.cpu.models import build_tiny_qwen2
 from dagrpo_verl.cpu.rollout import HFCPUServer
-from dagrpo_verl.models import build_tiny_qwen2
 
 
 @pytest.fixture(scope="module")

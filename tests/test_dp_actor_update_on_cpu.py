@@ -16,7 +16,7 @@
 Real (``dagrpo_verl.cpu.multirank``): verl 0.9.1's ``ActorRolloutRefWorker`` and its FSDP2 engine in
 2 processes over gloo (the project's CPU platform), the DaGRPO loss installed by the trainers'
 ``install_dagrpo_loss``, ``update_actor`` with dynamic batch sizes, verl's cross-rank metric
-aggregation, the tiny Qwen2 of ``dagrpo_verl.models``. Replaced: Ray's dispatch, by the same
+aggregation, the tiny Qwen2 of ``dagrpo_verl.cpu.models``. Replaced: Ray's dispatch, by the same
 ``BatchData.chunk`` in each process. Anchors are spread unevenly: rank 0 holds them in two
 micro-batches, rank 1 in one (before the fix verl raised ``ValueError: All Metric instances must
 have the same number of values`` here).
@@ -30,8 +30,8 @@ import pytest
 
 pytest.importorskip("dagrpo_verl.cpu")
 
+from dagrpo_verl.cpu.models import build_tiny_qwen2  # noqa: E402
 from dagrpo_verl.cpu.multirank import run_actor_update  # noqa: E402
-from dagrpo_verl.models import build_tiny_qwen2  # noqa: E402
 
 
 def _updates(tmp_path, name, overrides=()):

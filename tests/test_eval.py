@@ -77,7 +77,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from dagrpo_verl.models import build_tiny_qwen2
+    from dagrpo_verl.cpu.models import build_tiny_qwen2
 
     return build_tiny_qwen2(tmp_path_factory.mktemp("models") / "tiny")
 

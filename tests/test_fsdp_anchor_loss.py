@@ -5,7 +5,7 @@ its ``train_mode`` / ``forward_backward_batch`` (micro-batching, no-padding layo
 global token normalisation), the loss function exactly as the trainers install it
 (``partial(dagrpo_ppo_loss, config=ActorConfig)`` built from the composed
 ``dagrpo_trainer`` config), torch.distributed (gloo, one rank), the project's CPU
-platform (``dagrpo_verl.cpu``) and the tiny Qwen2 of ``dagrpo_verl.models``.
+platform (``dagrpo_verl.cpu``) and the tiny Qwen2 of ``dagrpo_verl.cpu.models``.
 
 The engine's parameter gradient is compared with the analytic one: with
 ``old_log_probs`` equal to the current log-probs (ratio 1) and ``token-mean``
@@ -58,7 +58,7 @@ SCRIPT = textwrap.dedent(
     from dagrpo_verl.fields import IS_ANCHOR
     from dagrpo_verl.losses import dagrpo_ppo_loss
     from dagrpo_verl.main import compose_config
-    from dagrpo_verl.models import build_tiny_qwen2
+    from dagrpo_verl.cpu.models import build_tiny_qwen2
 
     model_dir = str(build_tiny_qwen2(sys.argv[1]))
     config = compose_config([

@@ -1,6 +1,6 @@
 """In-process transformers judge: prompt -> chat template -> generate -> parse.
 
-Uses a tiny random Qwen2 built by ``dagrpo_verl.models.build_tiny_qwen2`` (seconds on CPU).
+Uses a tiny random Qwen2 built by ``dagrpo_verl.cpu.models.build_tiny_qwen2`` (seconds on CPU).
 A random model writes no valid verdict, so this shows the plumbing and the parse-error
 policy (two generations, then a missing score), not judging quality.
 """
@@ -9,8 +9,8 @@ import math
 
 import pytest
 
+from dagrpo_verl.cpu.models import build_tiny_qwen2
 from dagrpo_verl.judge import Judge, JudgeItem, judge_config_from, pop_metrics
-from dagrpo_verl.models import build_tiny_qwen2
 
 
 @pytest.fixture(scope="module")

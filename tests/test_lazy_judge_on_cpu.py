@@ -152,9 +152,9 @@ def _write_data(path, prompts):
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, transfer_queue):
+    from dagrpo_verl.cpu.models import build_tiny_qwen2
     from dagrpo_verl.main import compose_config
-    from dagrpo_verl.models import build_tiny_qwen2
 
     tmp = tmp_path_factory.mktemp("lazy_judge")
     model = build_tiny_qwen2(tmp / "tiny")
@@ -180,13 +180,8 @@ def env(tmp_path_factory):
             f"+{judge_key}.deadline_s=60",
         ]
     )
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    simple = {"total_storage_size": 4000, "num_data_storage_units": 1}
-    tq.init(OmegaConf.create({"backend": {"storage_backend": "SimpleStorage", "SimpleStorage": simple}}))
     grader = _reward_worker(base)  # lazy and "all" only grade in the reward function
     yield {"config": base, "data": data, "slow_data": slow_data, "judge": judge, "grader": grader}
-    tq.close()
-    ray.shutdown()
     judge.server.stop()
 
 

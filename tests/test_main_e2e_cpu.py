@@ -21,9 +21,9 @@ import pytest
 
 pytest.importorskip("dagrpo_verl.cpu")
 
+from dagrpo_verl.cpu.models import build_tiny_qwen2
 from dagrpo_verl.cpu.smoke import cpu_env, parse_console_metrics
 from dagrpo_verl.data.synthetic import write_synthetic_task
-from dagrpo_verl.models import build_tiny_qwen2
 
 
 def _data_with_anchors(out_dir):

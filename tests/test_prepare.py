@@ -62,7 +62,7 @@ def _write(path, rows):
 def tokenizer(tmp_path_factory):
     from transformers import AutoTokenizer
 
-    from dagrpo_verl.models import build_tiny_qwen2
+    from dagrpo_verl.cpu.models import build_tiny_qwen2
 
     return AutoTokenizer.from_pretrained(build_tiny_qwen2(tmp_path_factory.mktemp("tiny")))
 

@@ -189,7 +189,7 @@ def test_verl_reward_manager_runs_judge_calls_concurrently(tmp_path):
     from verl import DataProto
     from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager
 
-    from dagrpo_verl.models import build_tiny_qwen2
+    from dagrpo_verl.cpu.models import build_tiny_qwen2
 
     tokenizer = AutoTokenizer.from_pretrained(build_tiny_qwen2(tmp_path / "tiny"))
     answers = ["\\boxed{5}", "\\boxed{6}"] * 4

@@ -25,11 +25,11 @@ import json
 import pandas as pd
 import pytest
 
+from dagrpo_verl.cpu.models import IM_END
 from dagrpo_verl.data.prepare import DataValidationError, write_rows
 from dagrpo_verl.data.prepare import convert_rows as prepare_rows
 from dagrpo_verl.data.sft import MESSAGES_KEY, TOO_LONG, convert_rows, main
 from dagrpo_verl.fields import ANCHOR_TEXT
-from dagrpo_verl.models import IM_END
 
 SYSTEM = {"role": "system", "content": "Think step by step."}
 
@@ -49,7 +49,7 @@ def _row(i: int, **changes) -> dict:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from dagrpo_verl.models import build_tiny_qwen2
+    from dagrpo_verl.cpu.models import build_tiny_qwen2
 
     return build_tiny_qwen2(tmp_path_factory.mktemp("tiny") / "model")
 

@@ -35,7 +35,7 @@ SFT_MODULE = "verl.trainer.sft_trainer"
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from dagrpo_verl.models import build_tiny_qwen2
+    from dagrpo_verl.cpu.models import build_tiny_qwen2
 
     return build_tiny_qwen2(tmp_path_factory.mktemp("tiny") / "model")
 

@@ -44,9 +44,9 @@ STEPS = 60  # one batch of all 8 conversations per step; the 10% warm-up makes s
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """The recipe's output directory after STEPS steps, and the untrained model."""
+    from dagrpo_verl.cpu.models import build_tiny_qwen2
     from dagrpo_verl.data.prepare import convert_rows, write_rows
     from dagrpo_verl.data.synthetic import make_rows
-    from dagrpo_verl.models import build_tiny_qwen2
 
     tmp = tmp_path_factory.mktemp("sft_smoke")
     model = build_tiny_qwen2(tmp / "model")

@@ -186,8 +186,8 @@ def test_judge_endpoint_is_read_from_the_run_config():
 @pytest.fixture(scope="module")
 def cpu_run_files(tmp_path_factory):
     pytest.importorskip("dagrpo_verl.cpu")
+    from dagrpo_verl.cpu.models import build_tiny_qwen2
     from dagrpo_verl.data.synthetic import write_synthetic_task
-    from dagrpo_verl.models import build_tiny_qwen2
 
     root = tmp_path_factory.mktemp("stock")
     model = build_tiny_qwen2(root / "model")

@@ -24,7 +24,7 @@ normalisation and verl's cross-rank metric aggregation (``Metric.aggregate_dp``)
 dispatch is replaced (by the same chunking, in each process).
 
 The batch (:func:`make_batch`): 8 sequences of different lengths from the tiny Qwen2 of
-:mod:`dagrpo_verl.models`, anchors spread unevenly (rank 0 of 2 gets two, rank 1 one),
+:mod:`dagrpo_verl.cpu.models`, anchors spread unevenly (rank 0 of 2 gets two, rank 1 one),
 old log-probs = the model's own minus a fixed perturbation (ratios around 1, some clipped).
 
 Rank 0 writes ``result.json`` (loss, grad norm, the actor metrics as the v1 trainer logs them,
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.rank is not None:
         _rank_main(args, overrides)
         return
-    from dagrpo_verl.models import build_tiny_qwen2
+    from dagrpo_verl.cpu.models import build_tiny_qwen2
 
     model = args.model or str(build_tiny_qwen2(pathlib.Path(args.out) / "model"))
     result = run_actor_update(args.world_size, model, args.out, overrides)

