@@ -46,7 +46,7 @@ from verl.trainer.ppo.utils import create_rl_dataset, create_rl_sampler, need_cr
 from verl.utils.config import omega_conf_to_dataclass, validate_config
 
 from dagrpo_verl import core
-from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE, JUDGE_STATS
+from dagrpo_verl.fields import DAGRPO_ESTIMATOR, IS_ANCHOR, JUDGE_SCORE, JUDGE_STATS
 from dagrpo_verl.judge.metrics import JudgeStats, pop_stats_from, stats_from_records
 from dagrpo_verl.losses import finish_loss_metrics
 from dagrpo_verl.metrics_file import keep_metrics_file
@@ -54,7 +54,6 @@ from dagrpo_verl.resume import check_settings, save_settings
 from dagrpo_verl.reward import FAULT_METRICS, check_error_budget, fault_metrics, pop_error_examples_from
 from dagrpo_verl.stock import dagrpo_trainer_hooks
 from dagrpo_verl.trainer import (
-    DAGRPO_ESTIMATOR,
     batch_onpolicy_diagnostics,
     compute_batch_advantage,
     install_dagrpo_loss,
