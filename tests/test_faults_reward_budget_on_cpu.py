@@ -51,27 +51,6 @@ UIDS = ["a"] * 4 + ["b"] * 4
 REWARDS = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
 
 
-@pytest.fixture(scope="module")
-def transfer_queue():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    tq.init(
-        OmegaConf.create(
-            {
-                "backend": {
-                    "storage_backend": "SimpleStorage",
-                    "SimpleStorage": {"total_storage_size": 2000, "num_data_storage_units": 1},
-                }
-            }
-        )
-    )
-    yield tq
-    tq.close()
-    if started:
-        ray.shutdown()
-
-
 @ray.remote(num_cpus=0)
 class RewardProcess:
     """A Ray actor that runs the reward function, as verl's ``RewardLoopWorker`` does."""

@@ -18,20 +18,8 @@ event loop answers other calls meanwhile. The judge is off (``backend: none``)."
 
 import time
 
-import pytest
 
 TIMEOUT_S = 2.0
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
 
 
 def test_hanging_grade_is_cut_in_a_ray_actor_and_the_loop_stays_free(ray_local):

@@ -9,17 +9,6 @@ import pytest
 from dagrpo_verl.judge import pop_metrics_from
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
-
-
 def test_pop_metrics_from_reward_actors(ray_local):
     ray = ray_local
 

@@ -18,7 +18,6 @@ import torch
 ray = pytest.importorskip("ray")
 tq = pytest.importorskip("transfer_queue")
 
-from omegaconf import OmegaConf
 from tensordict import TensorDict
 from transfer_queue import KVBatchMeta
 from verl.protocol import DataProto
@@ -41,28 +40,6 @@ ANCHOR = [False] * 8 + [True]
 LENGTHS = [3, 5, 2, 4, 6, 3, 2, 5, 7]
 
 
-@pytest.fixture(scope="module")
-def transfer_queue():
-    """Local Ray with a small TransferQueue (SimpleStorage)."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    tq.init(
-        OmegaConf.create(
-            {
-                "backend": {
-                    "storage_backend": "SimpleStorage",
-                    "SimpleStorage": {"total_storage_size": 2000, "num_data_storage_units": 1},
-                }
-            }
-        )
-    )
-    yield tq
-    tq.close()
-    if started:
-        ray.shutdown()
-
-
 def _config(*overrides: str):
     return compose_config(["actor_rollout_ref.rollout.n=4", "data.train_batch_size=2", *overrides])
 
@@ -81,7 +58,7 @@ def _put_batch(
     """Samples in the layout of verl's v1 agent loop (nested per-token fields, keys uid_session_index)."""
     generator = torch.Generator().manual_seed(0)
     keys, samples = [], []
-    for i, (uid, length) in enumerate(zip(UIDS, LENGTHS)):
+    for i, (uid, length) in enumerate(zip(UIDS, LENGTHS, strict=False)):
         rm_scores = torch.zeros(length)
         rm_scores[-1] = REWARDS[i]
         sample = {
