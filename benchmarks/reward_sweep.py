@@ -61,7 +61,7 @@ def wrong_answers(frame: pd.DataFrame) -> list[str]:
     wrong = {}
     for _, group in frame.groupby("data_source", sort=False):
         truths = group["ground_truth"].tolist()
-        for position, (index, source, truth) in enumerate(zip(group.index, group["data_source"], truths)):
+        for position, (index, source, truth) in enumerate(zip(group.index, group["data_source"], truths, strict=True)):
             if is_choice_task(source, truth):
                 wrong[index] = "B" if truth.strip().upper() == "A" else "A"
                 continue
@@ -73,7 +73,7 @@ def wrong_answers(frame: pd.DataFrame) -> list[str]:
 async def grade_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Add ``right`` (reward of the ground truth) and ``wrong`` (reward of a wrong answer)."""
     right, wrong = [], []
-    rows = zip(frame["data_source"], frame["ground_truth"], wrong_answers(frame), frame["extra_info"])
+    rows = zip(frame["data_source"], frame["ground_truth"], wrong_answers(frame), frame["extra_info"], strict=True)
     for source, truth, bad_answer, extra in rows:
         extra = dict(extra) if extra is not None else {}
         for answer, out in ((truth, right), (bad_answer, wrong)):

@@ -133,7 +133,7 @@ def group_accuracy(uids: Sequence[Hashable], correct: Sequence[bool]) -> dict[Ha
         raise ValueError(f"correct has {correct.shape[0]} values but uids has {inverse.shape[0]}; they must match.")
     hits = np.bincount(inverse, weights=correct.astype(np.float64), minlength=len(labels))
     sizes = np.bincount(inverse, minlength=len(labels))
-    return {label: float(h / s) for label, h, s in zip(labels, hits, sizes)}
+    return {label: float(h / s) for label, h, s in zip(labels, hits, sizes, strict=True)}
 
 
 def plan_anchor_groups(

@@ -286,7 +286,7 @@ def _draw(runs: dict[str, pd.DataFrame], panels: tuple[Panel, ...], title: str, 
     cols = 2 if len(present) > 1 else 1
     rows = math.ceil(len(present) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.6 * rows), squeeze=False)
-    for ax, panel in zip(axes.flat, present):
+    for ax, panel in zip(axes.flat, present, strict=False):
         for label, frame in runs.items():
             key = panel_key(frame, panel)
             if key is None:

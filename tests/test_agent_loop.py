@@ -197,7 +197,7 @@ def _run(setup, validate=False, **anchor):
     partition = "val" if validate else "train"
     listing = tq.kv_list(partition_id=partition)[partition]
     groups = {}
-    for uid, raw_prompt in zip(batch["uid"], batch["raw_prompt"]):
+    for uid, raw_prompt in zip(batch["uid"], batch["raw_prompt"], strict=True):
         question = raw_prompt[-1]["content"]
         assert listing[uid]["status"] == "finished"
         keys = sorted(k for k in listing if k.startswith(f"{uid}_"))
@@ -339,7 +339,7 @@ def test_anchor_text_reaches_the_worker_through_extra_info(setup):
 
     config = setup["config"]
     batch = _batch(config, AutoTokenizer.from_pretrained(config.actor_rollout_ref.model.path))
-    texts = {p[-1]["content"]: anchor_text_of(info) for p, info in zip(batch["raw_prompt"], batch["extra_info"])}
+    texts = {p[-1]["content"]: anchor_text_of(info) for p, info in zip(batch["raw_prompt"], batch["extra_info"], strict=True)}
     assert texts == ANCHORS
     assert all(ANCHOR_TEXT in info for info in batch["extra_info"])
 
@@ -501,7 +501,7 @@ def test_v1_manager_create_runs_the_worker_as_a_ray_actor(setup):
         time.sleep(0.5)
     else:
         pytest.fail(f"groups not finished: { {uid: listing.get(uid) for uid in uids} }")
-    hard_uid = next(u for u, p in zip(uids, batch["raw_prompt"]) if p[-1]["content"] == HARD_Q)
+    hard_uid = next(u for u, p in zip(uids, batch["raw_prompt"], strict=True) if p[-1]["content"] == HARD_Q)
     keys = sorted(k for k in listing if k.startswith(f"{hard_uid}_"))
     data = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=[IS_ANCHOR, JUDGE_SCORE, "uid"])
     assert data[IS_ANCHOR].tolist() == [True, False, False, False]

@@ -117,7 +117,7 @@ def test_gpqa_layout_and_shuffle():
     rebuilt = convert_gpqa(records)
     letters = [row["reward_model"]["ground_truth"] for row in rebuilt]
     assert len(set(letters)) == 4  # shuffled, not always "A"
-    for row, record, shared_row in zip(rebuilt, records, shared.itertuples()):
+    for row, record, shared_row in zip(rebuilt, records, shared.itertuples(), strict=True):
         content = row["prompt"][-1]["content"]
         question, _, block = content[len(prefix) :].rpartition("\n\nA) ")
         texts = [o[3:] for o in re.split(r"\n(?=[B-D]\) )", "A) " + block)]
@@ -188,3 +188,9 @@ def test_the_prepared_sets_are_the_evaluation_suites_nine():
         rows = build_files({source.key: records})[source.file]
         assert {benchmark_for(d) for d in rows.data_source} == {source.benchmark}, source.key
         assert len(rows) == source.benchmark.default_k == source.repeat
+
+
+def test_arc_record_with_more_labels_than_texts_is_named():
+    record = {"question": "q?", "choices": {"label": ["A", "B", "C"], "text": ["x", "y"]}, "answerKey": "A"}
+    with pytest.raises(ValueError, match="3 choice labels for 2 choice texts"):
+        convert_arc([record])

@@ -42,14 +42,14 @@ def _micro_batch(with_anchor: bool = True, seed: int = 0):
         "responses": nested([torch.ones(n, dtype=torch.long) for n in RESPONSE_LENGTHS]),
         "response_mask": nested([torch.ones(n, dtype=torch.long) for n in RESPONSE_LENGTHS]),
         "old_log_probs": nested(old),
-        "advantages": nested([torch.full((n,), a) for n, a in zip(RESPONSE_LENGTHS, ADVANTAGE)]),
+        "advantages": nested([torch.full((n,), a) for n, a in zip(RESPONSE_LENGTHS, ADVANTAGE, strict=True)]),
     }
     if with_anchor:
         fields[IS_ANCHOR] = torch.tensor(ANCHOR)
     data = TensorDict(fields, batch_size=len(PROMPT_LENGTHS))
     tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=sum(RESPONSE_LENGTHS), global_batch_size=len(ANCHOR))
     # log-probs of every sequence position (prompt + response), shifted as verl's engine returns them
-    total = [p + r for p, r in zip(PROMPT_LENGTHS, RESPONSE_LENGTHS)]
+    total = [p + r for p, r in zip(PROMPT_LENGTHS, RESPONSE_LENGTHS, strict=True)]
     flat = (-torch.rand(sum(total), generator=generator) - 0.05).requires_grad_(True)
     log_probs = torch.nested.nested_tensor_from_jagged(flat, offsets=torch.tensor([0, *torch.tensor(total).cumsum(0)]))
     return data, log_probs, flat
@@ -63,7 +63,7 @@ def _padded(rows):
 def _response_log_probs(flat):
     """Response log-probs (bs, T) as verl's no_padding_2_padding cuts them (left-shifted by one)."""
     rows, offset = [], 0
-    for p, r in zip(PROMPT_LENGTHS, RESPONSE_LENGTHS):
+    for p, r in zip(PROMPT_LENGTHS, RESPONSE_LENGTHS, strict=True):
         rows.append(flat[offset + p - 1 : offset + p - 1 + r])
         offset += p + r
     return _padded(rows)

@@ -90,7 +90,7 @@ def make_row(data_source: str, question: str, ground_truth: str, index: int) -> 
 
 def format_options(labels: Iterable[str], texts: Iterable[str]) -> str:
     """One ``label) text`` line per option, joined by newlines."""
-    return "\n".join(f"{label}) {text}" for label, text in zip(labels, texts))
+    return "\n".join(f"{label}) {text}" for label, text in zip(labels, texts, strict=True))
 
 
 def convert_math(records: Iterable[Mapping], data_source: str, question_field: str, answer_field: str) -> list[dict]:
@@ -119,10 +119,12 @@ def convert_arc(records: Iterable[Mapping], data_source: str = benchmark_by_key(
         choices = _field(r, "choices", data_source)
         labels, texts = list(choices["label"]), list(choices["text"])
         answer = str(_field(r, "answerKey", data_source))
+        if len(labels) != len(texts):
+            raise ValueError(f"{data_source} record {i}: {len(labels)} choice labels for {len(texts)} choice texts.")
         if answer not in labels:
             raise ValueError(f"{data_source} record {i}: answerKey {answer!r} is not one of its labels {labels}.")
         question = f"{_field(r, 'question', data_source)}\n\n" + "".join(
-            f"{label}) {text}\n" for label, text in zip(labels, texts)
+            f"{label}) {text}\n" for label, text in zip(labels, texts, strict=True)
         )
         rows.append(make_row(data_source, question, answer, i))
     return rows

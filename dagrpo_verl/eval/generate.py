@@ -152,7 +152,7 @@ class HFGenerator:
                     **enc, max_new_tokens=s.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, **sampling
                 )
             new = ids[:, enc["input_ids"].shape[1] :].tolist()
-            for (i, _), tokens in zip(batch, new):
+            for (i, _), tokens in zip(batch, new, strict=True):
                 end = next((j + 1 for j, t in enumerate(tokens) if t in eos_ids), None)
                 kept = tokens if end is None else tokens[:end]
                 text = self.tokenizer.decode(kept, skip_special_tokens=True)
