@@ -172,7 +172,7 @@ def _score_row(row, response):
 
 
 def test_warm_start_trains_and_is_reused(tmp_path):
-    from dagrpo_verl.models import build_tiny_qwen2
+    from dagrpo_verl.cpu.models import build_tiny_qwen2
 
     base = build_tiny_qwen2(tmp_path / "tiny")
     train, _ = write_chain_task(tmp_path / "data", max_operand=2)

@@ -216,8 +216,8 @@ def test_sampled_groups_mix_anchors_as_the_trainer_does(tmp_path):
     anchor in place of a rollout, rewarded 1 and judged 10 by the task's judge; without anchors, no group
     has signal. The run's settings come from the composed trainer config."""
     from dagrpo_verl.cpu.chain_sums import write_chain_task
+    from dagrpo_verl.cpu.models import build_tiny_qwen2
     from dagrpo_verl.main import compose_config
-    from dagrpo_verl.models import build_tiny_qwen2
 
     model_dir = build_tiny_qwen2(tmp_path / "tiny")
     train, _ = write_chain_task(tmp_path / "data", max_operand=2)
@@ -249,8 +249,8 @@ def test_sampled_groups_mix_anchors_as_the_trainer_does(tmp_path):
 
 def test_reward_function_without_judge_score_is_refused(tmp_path):
     from dagrpo_verl.cpu.chain_sums import write_chain_task
+    from dagrpo_verl.cpu.models import build_tiny_qwen2
     from dagrpo_verl.main import compose_config
-    from dagrpo_verl.models import build_tiny_qwen2
 
     model, tokenizer = conflict.load_policy(build_tiny_qwen2(tmp_path / "tiny"))
     train, _ = write_chain_task(tmp_path / "data", max_operand=2)
