@@ -43,9 +43,14 @@ def test_demo_two_steps_both_runs(tmp_path):
     assert dagrpo["dagrpo/anchor_retained_frac"].between(0.5, 1.0).all()
     assert dagrpo["actor/dagrpo/anchor_token_frac"].gt(0).all()
     assert dagrpo["judge/calls"].gt(0).all()
+    # lazy judging: every group is mixed by its anchor, so its 7 rollouts are judged (the anchor is not)
+    assert dagrpo["judge/requests"].eq(8 * 7).all() and dagrpo["judge/skipped_not_needed"].eq(0).all()
 
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["final_rollout_reward"]) == {"GRPO", "DaGRPO"}
     assert summary["ppo_epochs"] == 4 and set(summary["wall_s"]["DaGRPO"]) == {"0"}
+    assert summary["mean_per_step"]["DaGRPO"]["0"]["judge/requests"] == 8 * 7
+    assert summary["mean_per_step"]["GRPO"]["0"].get("judge/requests", 0.0) == 0.0  # GRPO reads no scores
+    assert summary["mean_per_step"]["GRPO"]["0"]["timing_s/step"] > 0
     assert (out / "plots" / "training_dynamics.png").stat().st_size > 10_000
     assert (out / "plots" / "dagrpo_dynamics.png").stat().st_size > 10_000

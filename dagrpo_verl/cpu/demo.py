@@ -38,12 +38,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from dagrpo_verl.cpu.models import build_tiny_qwen2, smollm2_dir
 from dagrpo_verl.cpu.smoke import cpu_env
 from dagrpo_verl.data.synthetic import write_synthetic_task
-from dagrpo_verl.models import build_tiny_qwen2, smollm2_dir
 from dagrpo_verl.plot import OUTCOME_REWARD_KEYS, load_metrics, plot_runs
 
-__all__ = ["RUNS", "run_command", "rollout_reward", "seed_mean", "train_run", "main"]
+__all__ = ["COST_KEYS", "RUNS", "main", "rollout_reward", "run_command", "seed_mean", "step_costs", "train_run"]
 
 #: Algorithm overrides per run, on top of dagrpo_verl/config/dagrpo_trainer.yaml.
 RUNS: dict[str, list[str]] = {
@@ -118,6 +118,16 @@ def rollout_reward(frame: pd.DataFrame) -> pd.Series:
     return frame[key]
 
 
+#: Per-step metrics the summary reports per run (mean over steps): the judge's cost (lazy judging: requests
+#: vs responses skipped as not needed) and verl's step time.
+COST_KEYS = ("judge/requests", "judge/skipped_not_needed", "judge/wall_exposed_s", "timing_s/step", "timing_s/gen")
+
+
+def step_costs(frame: pd.DataFrame) -> dict[str, float]:
+    """Mean per step of each :data:`COST_KEYS` metric the run logged (a key never logged is left out)."""
+    return {key: round(float(frame[key].mean()), 4) for key in COST_KEYS if key in frame and frame[key].notna().any()}
+
+
 def seed_mean(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Per-step mean over seeds of every numeric metric."""
     return pd.concat(frames).groupby(level=0).mean(numeric_only=True)
@@ -149,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     frames: dict[str, list[pd.DataFrame]] = {name: [] for name in args.runs}
     final: dict[str, dict[int, float]] = {name: {} for name in args.runs}
     wall_s: dict[str, dict[int, float]] = {name: {} for name in args.runs}
+    costs: dict[str, dict[int, dict[str, float]]] = {name: {} for name in args.runs}
     for seed in args.seeds:
         for name in args.runs:
             algorithm = RUNS[name]
@@ -161,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             frames[name].append(frame)
             final[name][seed] = float(rollout_reward(frame).tail(args.last).mean())
             wall_s[name][seed] = round(time.perf_counter() - started, 1)
+            costs[name][seed] = step_costs(frame)
             print(f"[{name}, seed {seed}] {wall_s[name][seed]:.0f} s, "
                   f"final rollout reward (last {args.last} steps) {final[name][seed]:.3f}", flush=True)
 
@@ -180,12 +192,17 @@ def main(argv: list[str] | None = None) -> int:
             all(final["DaGRPO"][s] > final["GRPO"][s] for s in args.seeds) if len(final) == 2 else None
         ),
         "wall_s": wall_s,
+        "mean_per_step": costs,
         "plots": {name: str(path) for name, path in written.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print("\nfinal on-policy rollout reward (mean of the last steps; anchors excluded)")
     for name, per_seed in final.items():
         print(f"  {name:<7} " + "  ".join(f"seed {s}: {r:.3f}" for s, r in per_seed.items()))
+    print("mean per step: judge requests / responses not needed (lazy judging), step and generation seconds")
+    for name, per_seed in costs.items():
+        for seed, cost in per_seed.items():
+            print(f"  {name:<7} seed {seed}: " + ", ".join(f"{k} {v:g}" for k, v in cost.items()))
     for path in written.values():
         print(f"wrote {path}")
     print(f"wrote {out / 'summary.json'}")
