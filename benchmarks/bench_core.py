@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 import verl  # noqa: F401  (loads the dagrpo plugin)
 from verl.trainer.ppo import core_algos
 from verl.workers.config.actor import FSDPActorConfig
@@ -78,10 +77,13 @@ def bench_estimator(prompts, group, length, repeats):
     dagrpo = core_algos.get_adv_estimator_fn("dagrpo")
     grpo = core_algos.get_adv_estimator_fn("grpo")
     grpo_vec = core_algos.get_adv_estimator_fn("grpo_vectorized")
-    fast = best_seconds({
-        "dagrpo": lambda: dagrpo(rewards, mask, uids, config, judge_scores=scores, anchor_mask=anchors),
-        "grpo_vectorized": lambda: grpo_vec(rewards, mask, uids, norm_adv_by_std_in_grpo=False),
-    }, repeats)
+    fast = best_seconds(
+        {
+            "dagrpo": lambda: dagrpo(rewards, mask, uids, config, judge_scores=scores, anchor_mask=anchors),
+            "grpo_vectorized": lambda: grpo_vec(rewards, mask, uids, norm_adv_by_std_in_grpo=False),
+        },
+        repeats,
+    )
     slow = best_seconds(
         {"grpo": lambda: grpo(rewards, mask, uids, norm_adv_by_std_in_grpo=False)}, max(1, repeats // 3)
     )
@@ -103,7 +105,11 @@ def bench_loss(bs, length, repeats, anchor_every):
     anchors = torch.zeros(bs, dtype=torch.bool)
     anchors[::anchor_every] = True
     config = FSDPActorConfig(
-        strategy="fsdp", ppo_mini_batch_size=4, ppo_micro_batch_size_per_gpu=2, rollout_n=1, clip_ratio=0.2,
+        strategy="fsdp",
+        ppo_mini_batch_size=4,
+        ppo_micro_batch_size_per_gpu=2,
+        rollout_n=1,
+        clip_ratio=0.2,
         policy_loss=DaGRPOPolicyLossConfig(),
     )
     vanilla = core_algos.get_policy_loss_fn("vanilla")
@@ -114,8 +120,15 @@ def bench_loss(bs, length, repeats, anchor_every):
     def step(name, fn, **extra):
         log_prob = base.clone().requires_grad_()
         start = time.perf_counter()
-        loss, _ = fn(old_log_prob=old, log_prob=log_prob, advantages=adv, response_mask=mask,
-                     loss_agg_mode="seq-mean-token-sum-norm", config=config, **extra)
+        loss, _ = fn(
+            old_log_prob=old,
+            log_prob=log_prob,
+            advantages=adv,
+            response_mask=mask,
+            loss_agg_mode="seq-mean-token-sum-norm",
+            config=config,
+            **extra,
+        )
         middle = time.perf_counter()
         loss.backward()
         forward, backward = halves.setdefault(name, ([], []))
@@ -175,13 +188,29 @@ def main():
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "shapes": {"prompts": prompts, "group": group, "length": length, "loss_bs": loss_bs, "loss_len": loss_len},
-        "estimator_s": est, "loss_s": loss, "loss_forward_s": loss_forward, "loss_backward_s": loss_backward,
-        "estimator_vs_grpo_vectorized": ratio_vec, "estimator_speedup_vs_grpo": speedup_loop,
-        "estimator_one_token_s": scalar, "estimator_one_token_speedup_vs_grpo": scalar_speedup,
-        "loss_vs_vanilla": ratios,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "shapes": {
+                    "prompts": prompts,
+                    "group": group,
+                    "length": length,
+                    "loss_bs": loss_bs,
+                    "loss_len": loss_len,
+                },
+                "estimator_s": est,
+                "loss_s": loss,
+                "loss_forward_s": loss_forward,
+                "loss_backward_s": loss_backward,
+                "estimator_vs_grpo_vectorized": ratio_vec,
+                "estimator_speedup_vs_grpo": speedup_loop,
+                "estimator_one_token_s": scalar,
+                "estimator_one_token_speedup_vs_grpo": scalar_speedup,
+                "loss_vs_vanilla": ratios,
+            },
+            indent=2,
+        )
+    )
     print(f"\nwrote {out}")
 
 

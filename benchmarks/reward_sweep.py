@@ -1,3 +1,16 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """Reward-function sweep over the real evaluation parquets.
 
 For every row of ``<repo>/../shared/data/benchmarks/*.parquet`` (or ``--data-dir``) it calls
@@ -77,8 +90,9 @@ async def grade_rows(frame: pd.DataFrame) -> pd.DataFrame:
     for source, truth, bad_answer, extra in rows:
         extra = dict(extra) if extra is not None else {}
         for answer, out in ((truth, right), (bad_answer, wrong)):
-            result = await compute_score(source, f"The final answer is $\\boxed{{{answer}}}$", truth, extra,
-                                         judge=_NO_JUDGE)
+            result = await compute_score(
+                source, f"The final answer is $\\boxed{{{answer}}}$", truth, extra, judge=_NO_JUDGE
+            )
             out.append(result["score"])
     return frame.assign(right=right, wrong=wrong)
 
@@ -97,9 +111,17 @@ def main() -> int:
     for source, group in graded.groupby("data_source", sort=True):
         bad = group[(group["right"] != 1.0) | (group["wrong"] != 0.0)]
         misses += len(bad)
-        print(json.dumps({"data_source": source, "rows": len(group), "right_scored_1": float(group["right"].mean()),
-                          "wrong_scored_0": float((group["wrong"] == 0.0).mean()),
-                          "misses": bad["ground_truth"].head(5).tolist()}))
+        print(
+            json.dumps(
+                {
+                    "data_source": source,
+                    "rows": len(group),
+                    "right_scored_1": float(group["right"].mean()),
+                    "wrong_scored_0": float((group["wrong"] == 0.0).mean()),
+                    "misses": bad["ground_truth"].head(5).tolist(),
+                }
+            )
+        )
     print(json.dumps({"rows": len(graded), "misses": misses, "seconds": round(time.perf_counter() - start, 1)}))
     return 1 if misses else 0
 

@@ -1,3 +1,16 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """DaGRPO maths as pure functions over tensors (no verl trainer state, no I/O).
 
 Notation follows the paper (Xie et al., arXiv 2512.06337):
@@ -89,8 +102,9 @@ def judge_scores_tensor(values: Any) -> torch.Tensor | None:
         return None
     if isinstance(values, torch.Tensor):
         return values.to(torch.float32).reshape(-1)
-    return torch.tensor([float("nan") if v is None else float(v) for v in np.asarray(values).reshape(-1)],
-                        dtype=torch.float32)
+    return torch.tensor(
+        [float("nan") if v is None else float(v) for v in np.asarray(values).reshape(-1)], dtype=torch.float32
+    )
 
 
 def anchor_flags_tensor(values: Any, size: int) -> torch.Tensor:
@@ -310,12 +324,8 @@ def _advantage_stats(
     stats["anchor_frac"] = anchors.float().mean() if anchors.numel() else torch.tensor(0.0)
     stats["anchor_groups_frac"] = groups_with_anchor.float().mean()
     stats["anchor_retained_frac"] = (active_anchors & keep).sum() / active_anchors.sum().clamp_min(1)
-    stats["anchor_reward_mean"] = (
-        rewards[anchors].float().mean() if anchors.any() else torch.tensor(float("nan"))
-    )
-    stats["rollout_reward_mean"] = (
-        rewards[~anchors].float().mean() if (~anchors).any() else torch.tensor(float("nan"))
-    )
+    stats["anchor_reward_mean"] = rewards[anchors].float().mean() if anchors.any() else torch.tensor(float("nan"))
+    stats["rollout_reward_mean"] = rewards[~anchors].float().mean() if (~anchors).any() else torch.tensor(float("nan"))
     return {k: v.to(torch.float32) for k, v in stats.items()}
 
 

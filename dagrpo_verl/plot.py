@@ -1,3 +1,16 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """Training-dynamics plots (the paper's Figures 2-3) from verl's logged metrics.
 
 ``python -m dagrpo_verl.plot [LABEL=]RUN [[LABEL=]RUN ...] --out DIR``
@@ -11,8 +24,9 @@ A RUN is a metrics file or a directory searched for one. Understood formats:
 * TensorBoard event files (``trainer.logger=[tensorboard]``; ``events.out.tfevents.*``).
 
 Writes ``training_dynamics.png`` (on-policy outcome reward, response length, entropy, gradient
-norm on a log scale, where steps with a zero gradient are left out and counted in the legend) and, when any run logged them, ``dagrpo_dynamics.png`` (mask rates, anchor usage and f(p),
-judge score), when any run logged them ``sft_dynamics.png`` (the loss and learning rate of verl's SFT
+norm on a log scale, where steps with a zero gradient are left out and counted in the legend) and,
+when any run logged them, ``dagrpo_dynamics.png`` (mask rates, anchor usage and f(p), judge score),
+when any run logged them ``sft_dynamics.png`` (the loss and learning rate of verl's SFT
 trainer, ``recipes/run_sft_baseline.sh``), plus ``metrics.csv`` with every run's plotted series. A
 panel names in its legend the runs that did not log it (an SFT run has no rollouts, so no reward,
 response length or entropy); a panel no run logged is left out and listed, never fatal.
@@ -89,7 +103,9 @@ DAGRPO_PANELS = (
     Panel("Anchors retained (frac)", ("dagrpo/anchor_retained_frac",)),
     Panel("Anchor reward (mean)", ("dagrpo/anchor_reward_mean",)),
     # how much of the expert the policy has taken up: mean f(p) = p / (p + γ) over anchor tokens
-    Panel("Anchor tokens: f(p) = p/(p+γ)", ("actor/dagrpo/anchor_shaped_ratio_mean", "dagrpo/anchor_shaped_ratio_mean")),
+    Panel(
+        "Anchor tokens: f(p) = p/(p+γ)", ("actor/dagrpo/anchor_shaped_ratio_mean", "dagrpo/anchor_shaped_ratio_mean")
+    ),
     Panel("Judge score (mean)", ("judge/score_mean",)),
 )
 
@@ -149,7 +165,9 @@ def _load_jsonl(path: Path) -> pd.DataFrame:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not a JSON line ({e.msg}); metrics files hold one JSON object per line.")
+                raise ValueError(
+                    f"{path}:{n}: not a JSON line ({e.msg}); metrics files hold one JSON object per line."
+                ) from None
             if not isinstance(obj, dict) or "step" not in obj:
                 raise ValueError(f"{path}:{n}: a metrics line needs a 'step' key, got {str(obj)[:80]!r}.")
             data = obj["data"] if isinstance(obj.get("data"), dict) else obj

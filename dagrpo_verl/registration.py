@@ -1,3 +1,16 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """verl plugin: registers the ``dagrpo`` advantage estimator and policy loss.
 
 Loaded by ``import verl`` through the ``verl.plugins`` entry point (name ``dagrpo``),
@@ -27,7 +40,7 @@ try:
     from dagrpo_verl.fields import DAGRPO_ESTIMATOR, DAGRPO_LOSS_MODE, IS_ANCHOR, JUDGE_SCORE, JUDGE_STATS
     from dagrpo_verl.stock import install_start_up_check
 except Exception:  # pragma: no cover - exercised by the broken-install test in a subprocess
-    logger.error("dagrpo_verl: failed to register the DaGRPO estimator and loss with verl", exc_info=True)
+    logger.exception("dagrpo_verl: failed to register the DaGRPO estimator and loss with verl")
     raise
 
 __all__ = ["compute_dagrpo_advantage", "compute_policy_loss_dagrpo"]

@@ -1,3 +1,16 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """Start-up checks of a composed DaGRPO config (no Ray, no workers, no model weights).
 
 :func:`validate_dagrpo_config` is called by ``python -m dagrpo_verl.main`` before Ray
@@ -375,7 +388,7 @@ def _warn_judged_validation(config: DictConfig, backend: str) -> None:
         return
     expected = _V1_MANAGER if bool(_select(config, "trainer.use_v1", True)) else _LEGACY_MANAGER
     validation = not _select(config, "reward.custom_reward_function.reward_kwargs.judge_validation", False)
-    logger.warning(
+    message = (
         f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager} does not judge by group, so the reward "
         "function judges every training response, also in groups whose advantages are all zero (the lazy judging "
         "of algorithm.dagrpo.lazy_judge needs the DaGRPO manager)"
@@ -387,6 +400,7 @@ def _warn_judged_validation(config: DictConfig, backend: str) -> None:
             else "."
         )
     )
+    logger.warning(message)
 
 
 def _check_anchors(config: DictConfig, loss_mode: str, use_v1: bool) -> None:
@@ -415,7 +429,8 @@ def _check_anchors(config: DictConfig, loss_mode: str, use_v1: bool) -> None:
         if active:
             raise DaGRPOConfigError(
                 f"With trainer.use_v1=false, rollout correction ({', '.join(f'{corr}.{k}' for k in active)}) would "
-                f"weight and reject anchors, which have no rollout log-probs; set {', '.join(f'{corr}.{k}=null' for k in active)}, "
+                "weight and reject anchors, which have no rollout log-probs; set "
+                f"{', '.join(f'{corr}.{k}=null' for k in active)}, "
                 "or trainer.use_v1=true (the v1 trainer leaves anchors out of the correction), "
                 "or algorithm.dagrpo.anchor.enable=false."
             )

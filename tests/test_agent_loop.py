@@ -1,3 +1,16 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """The anchor mixers of ``dagrpo_verl.agent_loop``, end to end on CPU: the v1 worker
 (TransferQueue) and the legacy manager (``RayPPOTrainer``, DataProto).
 
@@ -293,7 +306,9 @@ def test_validation_samples_are_flagged_for_the_reward_function(setup):
     """The reward function sees extra_info.is_validation: True for validation prompts, False for training ones."""
     for validate in (True, False):
         _, groups = _run(setup, validate=validate, enable=False)
-        flags = [s["extra_fields"]["reward_extra_info"]["saw_validation_flag"] for g in groups.values() for s in g.values()]
+        flags = [
+            s["extra_fields"]["reward_extra_info"]["saw_validation_flag"] for g in groups.values() for s in g.values()
+        ]
         assert flags and set(flags) == {float(validate)}
 
 
@@ -339,7 +354,9 @@ def test_anchor_text_reaches_the_worker_through_extra_info(setup):
 
     config = setup["config"]
     batch = _batch(config, AutoTokenizer.from_pretrained(config.actor_rollout_ref.model.path))
-    texts = {p[-1]["content"]: anchor_text_of(info) for p, info in zip(batch["raw_prompt"], batch["extra_info"], strict=True)}
+    texts = {
+        p[-1]["content"]: anchor_text_of(info) for p, info in zip(batch["raw_prompt"], batch["extra_info"], strict=True)
+    }
     assert texts == ANCHORS
     assert all(ANCHOR_TEXT in info for info in batch["extra_info"])
 

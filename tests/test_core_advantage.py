@@ -1,12 +1,24 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """DaGRPO advantage and distinctiveness masks (paper eq. 8-9) against real verl 0.9.1 estimators."""
 
 import numpy as np
 import pytest
 import torch
+import verl  # noqa: F401  (loads the dagrpo plugin through verl's entry points)
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import verl  # noqa: F401  (loads the dagrpo plugin through verl's entry points)
 from verl.trainer.ppo import core_algos
 
 from dagrpo_verl.core import (
@@ -189,8 +201,13 @@ def grouped_batches(draw):
 
 def _adv(rewards, scores, uids, delta, policy, norm):
     adv, _, _ = compute_dagrpo_outcome_advantage(
-        rewards.unsqueeze(-1), torch.ones(len(rewards), 1), uids, judge_scores=scores, delta=delta,
-        on_missing_score=policy, norm_adv_by_std_in_grpo=norm,
+        rewards.unsqueeze(-1),
+        torch.ones(len(rewards), 1),
+        uids,
+        judge_scores=scores,
+        delta=delta,
+        on_missing_score=policy,
+        norm_adv_by_std_in_grpo=norm,
     )
     return adv.squeeze(-1)
 

@@ -1,8 +1,20 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """DaGRPO policy loss against verl 0.9.1's `vanilla` loss and the analytic policy-shaping gradient."""
 
 import pytest
 import torch
-
 import verl  # noqa: F401  (loads the dagrpo plugin through verl's entry points)
 from verl.trainer.ppo import core_algos
 from verl.workers.config.actor import FSDPActorConfig
@@ -48,8 +60,15 @@ def test_without_anchors_equals_vanilla(mode, with_is_weights, global_info):
     config = actor_config(global_batch_info=global_info)
     vanilla = core_algos.get_policy_loss_fn("vanilla")
     ours = core_algos.get_policy_loss_fn("dagrpo")
-    kwargs = dict(old_log_prob=old, log_prob=log_prob, advantages=adv, response_mask=mask, loss_agg_mode=mode,
-                  config=config, rollout_is_weights=is_weights)
+    kwargs = dict(
+        old_log_prob=old,
+        log_prob=log_prob,
+        advantages=adv,
+        response_mask=mask,
+        loss_agg_mode=mode,
+        config=config,
+        rollout_is_weights=is_weights,
+    )
     loss_v, metrics_v = vanilla(**kwargs)
     (grad_v,) = torch.autograd.grad(loss_v, log_prob)
     loss_d, metrics_d = ours(**kwargs)
@@ -68,8 +87,13 @@ def test_anchor_gradient_is_the_analytic_policy_shaping_gradient(gamma):
     anchor_rows = torch.tensor([True, False, False, True, False, False, False, False])
     config = actor_config(gamma=gamma)
     loss, metrics = core_algos.get_policy_loss_fn("dagrpo")(
-        old_log_prob=old, log_prob=log_prob, advantages=adv, response_mask=mask, loss_agg_mode="token-sum",
-        config=config, anchor_mask=anchor_rows,
+        old_log_prob=old,
+        log_prob=log_prob,
+        advantages=adv,
+        response_mask=mask,
+        loss_agg_mode="token-sum",
+        config=config,
+        anchor_mask=anchor_rows,
     )
     (grad,) = torch.autograd.grad(loss, log_prob)
     p = log_prob.detach().exp()
@@ -78,8 +102,12 @@ def test_anchor_gradient_is_the_analytic_policy_shaping_gradient(gamma):
 
     # on-policy rows: exactly vanilla's gradient on those rows
     loss_v, _ = core_algos.get_policy_loss_fn("vanilla")(
-        old_log_prob=old, log_prob=log_prob, advantages=adv, response_mask=mask & ~anchor_rows.unsqueeze(-1),
-        loss_agg_mode="token-sum", config=config,
+        old_log_prob=old,
+        log_prob=log_prob,
+        advantages=adv,
+        response_mask=mask & ~anchor_rows.unsqueeze(-1),
+        loss_agg_mode="token-sum",
+        config=config,
     )
     (grad_v,) = torch.autograd.grad(loss_v, log_prob)
     torch.testing.assert_close(grad[~anchor_rows], grad_v[~anchor_rows])
@@ -94,8 +122,15 @@ def test_anchor_tokens_ignore_clipping_and_is_weights():
     old, log_prob, adv, mask = batch(3)
     anchor_rows = torch.zeros(8, dtype=torch.bool)
     anchor_rows[0] = True
-    kwargs = dict(old_log_prob=old - 10, log_prob=log_prob, advantages=adv, response_mask=mask,
-                  loss_agg_mode="token-sum", config=actor_config(), anchor_mask=anchor_rows)
+    kwargs = dict(
+        old_log_prob=old - 10,
+        log_prob=log_prob,
+        advantages=adv,
+        response_mask=mask,
+        loss_agg_mode="token-sum",
+        config=actor_config(),
+        anchor_mask=anchor_rows,
+    )
     fn = core_algos.get_policy_loss_fn("dagrpo")
     (g1,) = torch.autograd.grad(fn(**kwargs)[0], log_prob)
     (g2,) = torch.autograd.grad(fn(**kwargs, rollout_is_weights=torch.full_like(old, 7.0))[0], log_prob)
@@ -108,8 +143,14 @@ def test_per_sample_and_per_token_anchor_masks_agree(mode):
     old, log_prob, adv, mask = batch(4)
     rows = torch.tensor([False, True, False, False, True, False, False, False])
     fn = core_algos.get_policy_loss_fn("dagrpo")
-    common = dict(old_log_prob=old, log_prob=log_prob, advantages=adv, response_mask=mask, loss_agg_mode=mode,
-                  config=actor_config())
+    common = dict(
+        old_log_prob=old,
+        log_prob=log_prob,
+        advantages=adv,
+        response_mask=mask,
+        loss_agg_mode=mode,
+        config=actor_config(),
+    )
     loss_rows, _ = fn(**common, anchor_mask=rows)
     loss_tokens, _ = fn(**common, anchor_mask=rows.unsqueeze(-1).expand_as(mask))
     torch.testing.assert_close(loss_rows, loss_tokens)
@@ -136,7 +177,11 @@ def test_bad_anchor_mask_shape_is_named():
     old, log_prob, adv, mask = batch(6)
     with pytest.raises(ValueError, match="anchor_mask"):
         core_algos.get_policy_loss_fn("dagrpo")(
-            old_log_prob=old, log_prob=log_prob, advantages=adv, response_mask=mask, config=actor_config(),
+            old_log_prob=old,
+            log_prob=log_prob,
+            advantages=adv,
+            response_mask=mask,
+            config=actor_config(),
             anchor_mask=torch.ones(3, dtype=torch.bool),
         )
     with pytest.raises(ValueError, match="off_policy_gamma"):
@@ -149,8 +194,14 @@ def test_all_false_anchor_flags_equal_vanilla_bit_for_bit(mode, per_token):
     """The trainer passes the is_anchor flags with every micro-batch; one without anchors is exactly vanilla."""
     old, log_prob, adv, mask = batch(7)
     flags = torch.zeros_like(mask) if per_token else torch.zeros(8, dtype=torch.bool)
-    common = dict(old_log_prob=old, log_prob=log_prob, advantages=adv, response_mask=mask, loss_agg_mode=mode,
-                  config=actor_config())
+    common = dict(
+        old_log_prob=old,
+        log_prob=log_prob,
+        advantages=adv,
+        response_mask=mask,
+        loss_agg_mode=mode,
+        config=actor_config(),
+    )
     loss_v, metrics_v = core_algos.get_policy_loss_fn("vanilla")(**common)
     (grad_v,) = torch.autograd.grad(loss_v, log_prob)
     loss_d, metrics_d = core_algos.get_policy_loss_fn("dagrpo")(**common, anchor_mask=flags)

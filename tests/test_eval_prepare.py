@@ -1,3 +1,16 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """Benchmark prepare-scripts: the converters rebuild the public evaluation parquets from source records.
 
 The records are reconstructed from ``../shared/data/benchmarks/`` (which was made from the public
@@ -182,9 +195,7 @@ def test_the_prepared_sets_are_the_evaluation_suites_nine():
         "mmlu_pro": [{"question": "q", "options": ["a", "b"], "answer": "A"}],
     }
     for source in SOURCES:
-        records = minimal.get(source.key) or [
-            {"problem": "p", "question": "p", "answer": "1", "final_answer": ["1"]}
-        ]
+        records = minimal.get(source.key) or [{"problem": "p", "question": "p", "answer": "1", "final_answer": ["1"]}]
         rows = build_files({source.key: records})[source.file]
         assert {benchmark_for(d) for d in rows.data_source} == {source.benchmark}, source.key
         assert len(rows) == source.benchmark.default_k == source.repeat

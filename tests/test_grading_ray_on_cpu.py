@@ -18,7 +18,6 @@ event loop answers other calls meanwhile. The judge is off (``backend: none``)."
 
 import time
 
-
 TIMEOUT_S = 2.0
 
 

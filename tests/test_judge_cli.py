@@ -1,3 +1,16 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """``python -m dagrpo_verl.judge``: scores a JSONL/parquet file and writes the scores.
 
 The judge LLM is stood in for by ``LocalJudgeServer`` (local OpenAI-compatible server on
@@ -35,8 +48,23 @@ def test_cli_scores_a_file(tmp_path, suffix, capsys):
     else:
         pd.DataFrame(ROWS).to_parquet(source)
     with LocalJudgeServer(rule) as server:
-        code = main(["--input", str(source), "--output", str(target), "--backend", "openai", "--base-url", server.url,
-                     "--model", "stand-in", "--max-concurrency", "2", "--no-progress"])
+        code = main(
+            [
+                "--input",
+                str(source),
+                "--output",
+                str(target),
+                "--backend",
+                "openai",
+                "--base-url",
+                server.url,
+                "--model",
+                "stand-in",
+                "--max-concurrency",
+                "2",
+                "--no-progress",
+            ]
+        )
     assert code == 0
     if suffix == ".jsonl":
         out = [json.loads(line) for line in target.read_text().splitlines()]
@@ -63,8 +91,12 @@ def test_cli_rejects_missing_columns_and_bad_settings(tmp_path):
 def test_cli_runs_as_a_module_with_the_rule_judge(tmp_path):
     source, target = tmp_path / "items.jsonl", tmp_path / "scored.jsonl"
     source.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
-    done = subprocess.run([sys.executable, "-m", "dagrpo_verl.judge", "--input", str(source), "--output", str(target)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "dagrpo_verl.judge", "--input", str(source), "--output", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     scores = [json.loads(line)["judge_score"] for line in target.read_text().splitlines()]
     assert scores == [10.0, 1.0]  # rule judge: right answer and all reference numbers vs wrong answer

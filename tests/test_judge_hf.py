@@ -1,3 +1,16 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """In-process transformers judge: prompt -> chat template -> generate -> parse.
 
 Uses a tiny random Qwen2 built by ``dagrpo_verl.cpu.models.build_tiny_qwen2`` (seconds on CPU).
@@ -19,8 +32,9 @@ def tiny_model(tmp_path_factory):
 
 
 def test_hf_judge_generates_and_applies_the_parse_policy(tiny_model):
-    judge = Judge(judge_config_from({"backend": "hf", "model": str(tiny_model), "max_new_tokens": 8,
-                                     "max_response_chars": 300}))
+    judge = Judge(
+        judge_config_from({"backend": "hf", "model": str(tiny_model), "max_new_tokens": 8, "max_response_chars": 300})
+    )
     pop_metrics()
     scores = judge.score_sync([JudgeItem("What is 1+1?", "1+1=2, \\boxed{2}", "\\boxed{2}", "solution")])
     metrics = pop_metrics()

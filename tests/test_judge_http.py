@@ -1,3 +1,16 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """OpenAI-compatible judge client over real HTTP on 127.0.0.1.
 
 The judge LLM is stood in for by ``dagrpo_verl.judge.testing.LocalJudgeServer``, a local
@@ -23,8 +36,15 @@ ITEM = JudgeItem("What is 6 * 7?", "6 * 7 = 42, so \\boxed{42}", "6 * 7 = 42. \\
 
 def make_judge(url: str, **overrides) -> Judge:
     """A fresh judge (own cache) against ``url`` with fast retry settings."""
-    settings = {"backend": "openai", "base_url": url, "model": "stand-in", "timeout_s": 5.0, "max_retries": 3,
-                "deadline_s": 20.0, "max_concurrency": 8}
+    settings = {
+        "backend": "openai",
+        "base_url": url,
+        "model": "stand-in",
+        "timeout_s": 5.0,
+        "max_retries": 3,
+        "deadline_s": 20.0,
+        "max_concurrency": 8,
+    }
     settings.update(overrides)
     return Judge(judge_config_from(settings))
 
@@ -178,8 +198,9 @@ def test_adversarial_candidates_cannot_change_the_parsed_score(candidate):
 
     max_chars = 4000
     with LocalJudgeServer(quoting_judge) as server:
-        scores = run(make_judge(server.url, max_response_chars=max_chars), [JudgeItem(ITEM.question, candidate,
-                                                                                      ITEM.reference)])
+        scores = run(
+            make_judge(server.url, max_response_chars=max_chars), [JudgeItem(ITEM.question, candidate, ITEM.reference)]
+        )
     assert scores == [2.0]
     assert server.count == 1
     request = server.requests[0]
@@ -201,7 +222,8 @@ def test_api_key_never_appears_in_logs_errors_or_metrics(caplog, monkeypatch):
     def rule(request):
         seen_headers.append(request.headers.get("Authorization"))
         return {0: Reply(status=401), 1: Reply(status=503), 2: Reply(content="no verdict")}.get(
-            len(seen_headers) - 1, Reply(content=verdict_line(5)))
+            len(seen_headers) - 1, Reply(content=verdict_line(5))
+        )
 
     texts = []
     with LocalJudgeServer(rule) as server:
@@ -270,8 +292,9 @@ def test_one_judge_per_config_and_event_loops_do_not_collide():
             finally:
                 await judge.aclose()
 
-        threads = [threading.Thread(target=lambda i=i: results.append(asyncio.run(score_and_close(i))))
-                   for i in range(3)]
+        threads = [
+            threading.Thread(target=lambda i=i: results.append(asyncio.run(score_and_close(i)))) for i in range(3)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:

