@@ -48,58 +48,30 @@ _hydra_list() {
     echo "[${items[*]}]"
 }
 
-# The paper's training settings (DaGRPO, arXiv 2512.06337, section 4.1 and appendix):
-# G=8 rollouts at temperature 1.0 / top-p 1.0, 8192 response tokens, 128 prompts per rollout
-# batch, 64 per update, lr 1e-6, 500 steps; Dr.GRPO: no std normalisation, no KL, no length
-# normalisation (seq-mean-token-sum-norm, divided by the constant generation budget, not by each
-# micro-batch's padded width). Validation samples like the evaluation (T=0.6). The rollout's
-# max_model_len is prompt + response: verl's rollout server refuses a model whose context is shorter.
+# The paper's training settings: the preset configs/experiment/paper.yaml (shared by every run, usable
+# with both entry points and copyable into your own config), then what depends on this machine and the
+# environment above. The rollout's max_model_len is prompt + response: verl's rollout server refuses a model
+# whose context is shorter.
+CONFIGS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../configs" && pwd)
 PAPER_ARGS=(
+    "--config-dir=$CONFIGS_DIR"
+    +experiment=paper
     "data.train_files=$(_hydra_list "$TRAIN_FILE")"
     "data.val_files=$(_hydra_list "$VAL_FILES")"
-    data.train_batch_size=128
     "data.max_prompt_length=$MAX_PROMPT_LENGTH"
     "data.max_response_length=$MAX_RESPONSE_LENGTH"
-    data.filter_overlong_prompts=true
-    data.truncation=error
     "actor_rollout_ref.model.path=$MODEL_PATH"
-    actor_rollout_ref.model.use_remove_padding=true
-    actor_rollout_ref.model.enable_gradient_checkpointing=true
-    actor_rollout_ref.actor.optim.lr=1e-6
-    actor_rollout_ref.actor.ppo_mini_batch_size=64
-    actor_rollout_ref.actor.use_dynamic_bsz=true
     "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=$MAX_TOKEN_LEN_PER_GPU"
-    actor_rollout_ref.actor.use_kl_loss=false
-    actor_rollout_ref.actor.kl_loss_coef=0.0
-    actor_rollout_ref.actor.entropy_coeff=0.0
-    actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm
-    'actor_rollout_ref.actor.loss_scale_factor=${data.max_response_length}'
-    actor_rollout_ref.rollout.name=vllm
-    actor_rollout_ref.rollout.n=8
-    actor_rollout_ref.rollout.temperature=1.0
-    actor_rollout_ref.rollout.top_p=1.0
     "actor_rollout_ref.rollout.tensor_model_parallel_size=$ROLLOUT_TP"
-    actor_rollout_ref.rollout.gpu_memory_utilization=0.6
     "actor_rollout_ref.rollout.max_model_len=$((MAX_PROMPT_LENGTH + MAX_RESPONSE_LENGTH))"
-    actor_rollout_ref.rollout.val_kwargs.do_sample=true
-    actor_rollout_ref.rollout.val_kwargs.temperature=0.6
-    actor_rollout_ref.rollout.val_kwargs.top_p=1.0
-    actor_rollout_ref.rollout.val_kwargs.n=1
-    algorithm.norm_adv_by_std_in_grpo=false
-    algorithm.use_kl_in_reward=false
-    trainer.total_training_steps=500
     "trainer.nnodes=$NNODES"
     "trainer.n_gpus_per_node=$GPUS"
     "trainer.project_name=$PROJECT"
     "trainer.experiment_name=$EXPERIMENT"
-    "trainer.logger=['console','tensorboard','file']"
     "trainer.default_local_dir=$OUT_DIR/checkpoints"
-    trainer.save_freq=50
-    trainer.test_freq=25
-    trainer.val_before_train=true
 )
 
-# Judge settings for the DaGRPO recipes (see recipes/serve_judge.sh and docs/judge.md):
+# Judge settings for the DaGRPO recipes (see scripts/serve_judge.sh and docs/judge.md):
 #   JUDGE_BASE_URL     OpenAI-compatible endpoint [http://127.0.0.1:${JUDGE_PORT:-8000}/v1]
 #   JUDGE_MODEL        served model name          [Qwen/Qwen2.5-72B-Instruct]
 #   JUDGE_API_KEY_ENV  name of the variable holding the API key (never the key itself) [none]

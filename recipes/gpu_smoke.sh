@@ -10,7 +10,7 @@
 #   actor/dagrpo/anchor_token_frac, ..._shaped_ratio_mean  anchors reach the loss
 #   actor/grad_norm                                         the update is finite
 #
-#   bash recipes/serve_judge.sh &          # or JUDGE_BASE_URL=... for a hosted API
+#   bash scripts/serve_judge.sh &          # or JUDGE_BASE_URL=... for a hosted API
 #   TRAIN_FILE=data/openr1/train.parquet bash recipes/gpu_smoke.sh [hydra overrides]
 #
 # Environment: as recipes/common.sh, plus SMOKE_PROMPTS (prompts per step [16]); OUT_DIR

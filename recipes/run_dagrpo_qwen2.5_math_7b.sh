@@ -3,7 +3,7 @@
 # (the expert answer) mixed into every group that has one (trigger "always", as LUFFY), trained
 # with LUFFY's policy shaping (gamma=0.1).
 #
-#   bash recipes/serve_judge.sh &        # or JUDGE_BASE_URL=... for a hosted API
+#   bash scripts/serve_judge.sh &        # or JUDGE_BASE_URL=... for a hosted API
 #   TRAIN_FILE=data/openr1/train.parquet bash recipes/run_dagrpo_qwen2.5_math_7b.sh [hydra overrides]
 #
 # Environment variables: see recipes/common.sh (MODEL_PATH defaults to the 16k-context variant of

@@ -29,6 +29,7 @@ from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
+SERVE_JUDGE = REPO / "scripts" / "serve_judge.sh"
 TRAINING_RECIPES = ("run_dagrpo_qwen2.5_math_7b.sh", "run_grpo_baseline.sh", "run_dagrpo_no_offpolicy.sh")
 
 
@@ -63,10 +64,20 @@ def _env(tmp: Path) -> dict[str, str]:
 ENTRY_CONFIGS = {"dagrpo_verl.main": "dagrpo_trainer", "verl.trainer.main_ppo": "ppo_trainer"}
 
 
+#: The search path each entry's primary config declares (``hydra.searchpath``), before ``--config-dir``.
+ENTRY_SEARCHPATH = {"dagrpo_verl.main": ["pkg://verl.trainer.config"], "verl.trainer.main_ppo": []}
+
+
 def _compose(module: str, overrides: list[str]):
-    """Compose what ``python -m <module> <overrides>`` would run (hydra compose API, same search path)."""
+    """Compose what ``python -m <module> <overrides>`` would run (hydra compose API, same search path: a
+    ``--config-dir=DIR`` argument adds DIR to it, as on the command line)."""
     from hydra import compose, initialize_config_dir, initialize_config_module
 
+    dirs = [o.split("=", 1)[1] for o in overrides if o.startswith("--config-dir=")]
+    overrides = [o for o in overrides if not o.startswith("--config-dir=")]
+    if dirs:
+        searchpath = ENTRY_SEARCHPATH[module] + [f"file://{d}" for d in dirs]
+        overrides = [f"hydra.searchpath=[{','.join(searchpath)}]", *overrides]
     if module == "dagrpo_verl.main":
         from dagrpo_verl.main import CONFIG_DIR
 
@@ -120,6 +131,23 @@ def test_paper_settings_compose(composed, name):
     assert rollout.max_model_len == 1024 + 8192
     assert cfg.algorithm.norm_adv_by_std_in_grpo is False and cfg.algorithm.use_kl_in_reward is False
     assert cfg.reward.custom_reward_function.path == "pkg://dagrpo_verl.reward"
+
+
+@pytest.mark.parametrize("module", list(ENTRY_CONFIGS))
+def test_the_paper_preset_composes_on_the_command_line(module):
+    """configs/experiment/paper.yaml through each entry point's own command line (hydra prints the job config)."""
+    configs = RECIPES.parent / "configs"
+    out = subprocess.run(
+        [sys.executable, "-m", module, f"--config-dir={configs}", "+experiment=paper", "--cfg", "job"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    printed = OmegaConf.create(out.stdout)
+    assert printed.data.train_batch_size == 128 and printed.actor_rollout_ref.rollout.n == 8
+    assert printed.actor_rollout_ref.actor.loss_agg_mode == "seq-mean-token-sum-norm"
+    assert OmegaConf.to_container(printed.trainer.logger) == ["console", "tensorboard", "file"]
 
 
 def test_dagrpo_recipe_is_valid(composed, monkeypatch):
@@ -177,20 +205,16 @@ def test_serve_judge(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUDGE_")}
     env.update(DRY_RUN="1", JUDGE_GPUS="4,5", JUDGE_MODEL="Qwen/Qwen2.5-7B-Instruct", JUDGE_API_KEY_ENV="K", K="s3cret")
     out = subprocess.run(
-        ["bash", str(RECIPES / "serve_judge.sh"), "--seed", "1"], env=env, capture_output=True, text=True, check=True
+        ["bash", str(SERVE_JUDGE), "--seed", "1"], env=env, capture_output=True, text=True, check=True
     ).stdout
     assert "CUDA_VISIBLE_DEVICES=4,5 vllm serve Qwen/Qwen2.5-7B-Instruct" in out
     assert "--tensor-parallel-size 2" in out and out.rstrip().endswith("--seed 1")
     assert "s3cret" not in out and "--api-key ***" in out
     env.pop("K")
-    failed = subprocess.run(
-        ["bash", str(RECIPES / "serve_judge.sh")], check=False, env=env, capture_output=True, text=True
-    )
+    failed = subprocess.run(["bash", str(SERVE_JUDGE)], check=False, env=env, capture_output=True, text=True)
     assert failed.returncode != 0 and "$K is empty" in failed.stderr
     env.update(JUDGE_BASE_URL="https://api.example.com/v1", JUDGE_API_KEY_ENV="")
-    out = subprocess.run(
-        ["bash", str(RECIPES / "serve_judge.sh")], env=env, capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run(["bash", str(SERVE_JUDGE)], env=env, capture_output=True, text=True, check=True).stdout
     assert "nothing to serve" in out and "judge.base_url=https://api.example.com/v1" in out
 
 

@@ -3,7 +3,7 @@
 #
 # Either serve an open judge model with vLLM (default) or SGLang on GPUs of the same cluster (not
 # the training GPUs):
-#   JUDGE_GPUS=0,1,2,3 JUDGE_MODEL=Qwen/Qwen2.5-72B-Instruct bash recipes/serve_judge.sh [server args]
+#   JUDGE_GPUS=0,1,2,3 JUDGE_MODEL=Qwen/Qwen2.5-72B-Instruct bash scripts/serve_judge.sh [server args]
 # then start training on the other GPUs (CUDA_VISIBLE_DEVICES=4,5,6,7 GPUS=4 ...) with
 #   JUDGE_BASE_URL=http://<this host>:$JUDGE_PORT/v1 JUDGE_MODEL=<same name>
 #
@@ -11,7 +11,7 @@
 # then serves nothing and only checks the endpoint (through HTTPS_PROXY/NO_PROXY as the judge
 # client does; loopback hosts are always reached directly):
 #   JUDGE_BASE_URL=https://api.openai.com/v1 JUDGE_MODEL=gpt-4o JUDGE_API_KEY_ENV=OPENAI_API_KEY \
-#       bash recipes/serve_judge.sh
+#       bash scripts/serve_judge.sh
 #
 # Prefix caching is on: the judge template (dagrpo-judge-v2) puts the instructions, then the
 # group's problem and reference first, so every response of a group after the first is
