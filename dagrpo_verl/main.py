@@ -69,12 +69,21 @@ def portable_overrides(overrides: Sequence[str]) -> list[str]:
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The config ``python -m dagrpo_verl.main <overrides>`` would run, composed without running it.
 
-    Uses hydra's compose API (no working-directory change, no logging set-up).
+    Uses hydra's compose API (no working-directory change, no logging set-up). A ``--config-dir=DIR``
+    entry adds DIR to the search path, as on the command line (e.g. the presets of the repository's
+    ``configs/``: ``--config-dir=configs +experiment=paper``).
     """
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
+    config_dirs = [o.split("=", 1)[1] for o in overrides if o.startswith("--config-dir=")]
+    overrides = portable_overrides([o for o in overrides if not o.startswith("--config-dir=")])
+    if config_dirs:
+        primary = OmegaConf.load(os.path.join(CONFIG_DIR, f"{CONFIG_NAME}.yaml")).hydra.searchpath
+        searchpath = [*primary, *(f"file://{os.path.abspath(d)}" for d in config_dirs)]
+        overrides = [f"hydra.searchpath=[{','.join(searchpath)}]", *overrides]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
-        return compose(config_name=CONFIG_NAME, overrides=portable_overrides(overrides))
+        return compose(config_name=CONFIG_NAME, overrides=overrides)
 
 
 def run(config: DictConfig) -> None:

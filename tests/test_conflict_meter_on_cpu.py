@@ -19,6 +19,7 @@ chain-sums reward function and dagrpo_verl.anchors for the sampled groups.
 
 import json
 import math
+import pathlib
 
 import numpy as np
 import pandas as pd
@@ -308,3 +309,24 @@ def test_plot_joins_the_meter_output_of_a_run_directory(tmp_path, capsys):
     assert panel_key(frame, TRAINING_PANELS[-1]) == "val-core/task/acc/mean@1"
     assert plot_main([f"A={run}", "--out", str(tmp_path / "plots")]) == 0
     assert pd.read_csv(tmp_path / "plots" / "metrics.csv").dropna(subset=["val-core/task/acc/mean@1"]).shape[0] == 3
+
+
+def test_a_run_started_with_a_preset_dir_composes_again(tmp_path):
+    """A run launched with ``--config-dir=configs +experiment=paper`` (the recipes): its overrides compose again
+    from the .hydra files hydra wrote (the config dir is not an override; hydra.yaml records it)."""
+    import yaml
+
+    from dagrpo_verl.conflict.meter import _run_overrides
+    from dagrpo_verl.main import compose_config
+
+    configs = pathlib.Path(__file__).resolve().parent.parent / "configs"
+    hydra_dir = tmp_path / "outputs" / ".hydra"
+    hydra_dir.mkdir(parents=True)
+    (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump(["+experiment=paper", "data.train_batch_size=3"]))
+    sources = [{"path": "hydra.conf", "schema": "pkg", "provider": "hydra"},
+               {"path": str(configs), "schema": "file", "provider": "command-line"}]  # fmt: skip
+    (hydra_dir / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"config_sources": sources}}}))
+    overrides = _run_overrides(tmp_path)
+    assert overrides[0] == f"--config-dir={configs}"
+    config = compose_config(overrides)
+    assert config.data.train_batch_size == 3 and config.actor_rollout_ref.rollout.n == 8  # the preset's G = 8

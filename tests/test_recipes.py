@@ -64,27 +64,20 @@ def _env(tmp: Path) -> dict[str, str]:
 ENTRY_CONFIGS = {"dagrpo_verl.main": "dagrpo_trainer", "verl.trainer.main_ppo": "ppo_trainer"}
 
 
-#: The search path each entry's primary config declares (``hydra.searchpath``), before ``--config-dir``.
-ENTRY_SEARCHPATH = {"dagrpo_verl.main": ["pkg://verl.trainer.config"], "verl.trainer.main_ppo": []}
-
-
 def _compose(module: str, overrides: list[str]):
     """Compose what ``python -m <module> <overrides>`` would run (hydra compose API, same search path: a
     ``--config-dir=DIR`` argument adds DIR to it, as on the command line)."""
-    from hydra import compose, initialize_config_dir, initialize_config_module
+    if module == "dagrpo_verl.main":
+        from dagrpo_verl.main import compose_config
+
+        return compose_config(overrides)
+    from hydra import compose, initialize_config_module
 
     dirs = [o.split("=", 1)[1] for o in overrides if o.startswith("--config-dir=")]
     overrides = [o for o in overrides if not o.startswith("--config-dir=")]
-    if dirs:
-        searchpath = ENTRY_SEARCHPATH[module] + [f"file://{d}" for d in dirs]
-        overrides = [f"hydra.searchpath=[{','.join(searchpath)}]", *overrides]
-    if module == "dagrpo_verl.main":
-        from dagrpo_verl.main import CONFIG_DIR
-
-        context = initialize_config_dir(config_dir=CONFIG_DIR, version_base=None)
-    else:
-        context = initialize_config_module(config_module="verl.trainer.config", version_base=None)
-    with context:
+    if dirs:  # verl's ppo_trainer declares no search path of its own
+        overrides = [f"hydra.searchpath=[{','.join(f'file://{d}' for d in dirs)}]", *overrides]
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
         return compose(config_name=ENTRY_CONFIGS[module], overrides=overrides)
 
 

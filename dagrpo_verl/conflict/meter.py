@@ -626,7 +626,9 @@ def measure_samples(model, tokenizer, samples: Sequence[Sample], config: Any, st
 
 
 def _run_overrides(run_dir: Path) -> list[str]:
-    """The hydra overrides of a training run (``.hydra/overrides.yaml`` written by ``python -m dagrpo_verl.main``)."""
+    """The hydra overrides of a training run (``.hydra/overrides.yaml`` written by ``python -m dagrpo_verl.main``),
+    after a ``--config-dir=DIR`` for each config directory its command line added (``.hydra/hydra.yaml``), so that
+    presets such as ``+experiment=paper`` compose again."""
     import yaml
 
     found = sorted(run_dir.rglob(".hydra/overrides.yaml"), key=lambda p: p.stat().st_mtime)
@@ -635,7 +637,15 @@ def _run_overrides(run_dir: Path) -> list[str]:
             f"{run_dir}: no .hydra/overrides.yaml below it (hydra writes one in the run's output directory); pass "
             "the policies with --policy and the run's overrides after --."
         )
-    return [str(o) for o in yaml.safe_load(found[-1].read_text()) or []]
+    hydra_file = found[-1].with_name("hydra.yaml")
+    sources = (yaml.safe_load(hydra_file.read_text()) or {}) if hydra_file.exists() else {}
+    sources = ((sources.get("hydra") or {}).get("runtime") or {}).get("config_sources") or []
+    config_dirs = [
+        f"--config-dir={s['path']}"
+        for s in sources
+        if isinstance(s, dict) and s.get("provider") == "command-line" and s.get("schema") == "file"
+    ]
+    return config_dirs + [str(o) for o in yaml.safe_load(found[-1].read_text()) or []]
 
 
 def _checkpoints(config: Any, run_dir: Path) -> list[Path]:
