@@ -156,8 +156,6 @@ def test_the_real_entry_fails_at_start_up_before_ray():
 def test_lazy_judging_with_a_kl_penalty_in_the_reward_is_refused():
     """A KL penalty in the reward makes uniform groups' advantages non-zero after the agent loop decided they
     needed no judge score: refused, naming both fixes; judging every response is accepted."""
-    from dagrpo_verl.validation import DaGRPOConfigError, validate_dagrpo_config
-
     with pytest.raises(DaGRPOConfigError, match=r"lazy_judge=false.*use_kl_in_reward=false"):
         validate_dagrpo_config(compose_config(["algorithm.use_kl_in_reward=true"]))
     validate_dagrpo_config(compose_config(["algorithm.use_kl_in_reward=true", "algorithm.dagrpo.lazy_judge=false"]))
