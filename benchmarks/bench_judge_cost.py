@@ -66,7 +66,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import random
 import re
 import secrets
@@ -81,11 +80,16 @@ from dagrpo_verl.judge import scorers
 from dagrpo_verl.judge.core import aclose_judges, get_judge
 from dagrpo_verl.judge.group import judge_group
 from dagrpo_verl.judge.prompt import JudgePrompt, clean_text, truncate_middle
-from dagrpo_verl.judge.testing import ChatRequest, LocalJudgeServer, Reply, verdict_line
+from dagrpo_verl.judge.testing import (
+    ChatRequest,
+    LocalJudgeServer,
+    Reply,
+    problem_corpus,
+    text_of_length,
+    verdict_line,
+)
 from dagrpo_verl.reward import compute_score, judge_item
 
-DATA = "/work/shared/data/benchmarks/valid.all.parquet"
-_FALLBACK_PROBLEM = "Let $f(x) = x^3 - 3x + 1$. How many real roots does $f(f(x)) = 0$ have? Justify each step."
 CHARS_PER_TOKEN = 3.5
 MODES = ("eager-v1", "eager-v2", "all-v2", "lazy-v2")
 REWARD_CONCURRENCY = 64  # reward-function calls in flight (verl's reward loop runs them concurrently)
@@ -170,33 +174,18 @@ class Group:
     extra: dict = field(default_factory=dict)
 
 
-def _corpus() -> list[str]:
-    if os.path.exists(DATA):
-        import pandas as pd
-
-        prompts = pd.read_parquet(DATA, columns=["prompt"])["prompt"]
-        return [str(p[-1]["content"]) for p in prompts[:500]]
-    return [_FALLBACK_PROBLEM]
-
-
 def _tokens(rng: random.Random, median: float, sigma: float, low: int, high: int) -> int:
     return int(min(high, max(low, rng.lognormvariate(0.0, sigma) * median)))
 
 
 def _text(corpus: list[str], tokens: int, rng: random.Random) -> str:
-    chars = int(tokens * CHARS_PER_TOKEN)
-    parts, size = [], 0
-    while size < chars:
-        part = rng.choice(corpus)
-        parts.append(part)
-        size += len(part) + 1
-    return "\n".join(parts)[:chars]
+    return text_of_length(corpus, int(tokens * CHARS_PER_TOKEN), rng)
 
 
 def build_step(groups: int, n: int, all_correct: float, all_wrong: float, anchored: float, seed: int) -> list[Group]:
     """The step's groups: kinds by the given shares, texts of the stated length distributions."""
     rng = random.Random(seed)
-    corpus = _corpus()
+    corpus = problem_corpus()
     kinds = ["correct"] * round(groups * all_correct) + ["wrong"] * round(groups * all_wrong)
     kinds += ["mixed"] * (groups - len(kinds))
     rng.shuffle(kinds)

@@ -38,30 +38,10 @@ import os
 import random
 
 from dagrpo_verl.judge.prompt import TEMPLATE_VERSION, build_prompt, truncate_middle
-from dagrpo_verl.judge.testing import common_prefix_chars, count_tokens, render_chat
+from dagrpo_verl.judge.testing import common_prefix_chars, count_tokens, problem_corpus, render_chat, text_of_length
 
-DATA = "/work/shared/data/benchmarks/valid.all.parquet"
 #: (reference characters, response characters): short answers up to paper-scale R1 references.
 SHAPES = [(0, 2_000), (2_000, 2_000), (8_000, 4_000), (14_000, 8_000), (28_000, 16_000)]
-_FALLBACK_PROBLEM = "Let $f(x) = x^3 - 3x + 1$. How many real roots does $f(f(x)) = 0$ have? Justify each step."
-
-
-def _corpus() -> list[str]:
-    if os.path.exists(DATA):
-        import pandas as pd
-
-        prompts = pd.read_parquet(DATA, columns=["prompt"])["prompt"]
-        return [str(p[-1]["content"]) for p in prompts[:500]]
-    return [_FALLBACK_PROBLEM]
-
-
-def _text_of_length(corpus: list[str], chars: int, rng: random.Random) -> str:
-    parts, size = [], 0
-    while size < chars:
-        part = rng.choice(corpus)
-        parts.append(part)
-        size += len(part) + 1
-    return "\n".join(parts)[:chars]
 
 
 def _bpe():
@@ -116,13 +96,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    corpus = _corpus()
+    corpus = problem_corpus()
     tokenizer = None if args.no_bpe else _bpe()
     rows = []
     for reference_chars, response_chars in SHAPES:
         question = rng.choice(corpus)
-        reference = _text_of_length(corpus, reference_chars, rng) if reference_chars else ""
-        responses = (_text_of_length(corpus, response_chars, rng), _text_of_length(corpus, response_chars, rng))
+        reference = text_of_length(corpus, reference_chars, rng) if reference_chars else ""
+        responses = (text_of_length(corpus, response_chars, rng), text_of_length(corpus, response_chars, rng))
         row = {"reference_chars": reference_chars, "response_chars": response_chars}
         row.update(measure(question, reference, responses, tokenizer))
         rows.append(row)

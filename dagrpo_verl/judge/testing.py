@@ -40,6 +40,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import random
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -54,9 +56,15 @@ __all__ = [
     "common_prefix_chars",
     "count_tokens",
     "fixed_score",
+    "problem_corpus",
     "render_chat",
+    "text_of_length",
     "verdict_line",
 ]
+
+#: Real problem statements for judge benchmarks (the shared evaluation parquet; absent: one fixed problem).
+PROBLEMS_PARQUET = "/work/shared/data/benchmarks/valid.all.parquet"
+_FALLBACK_PROBLEM = "Let $f(x) = x^3 - 3x + 1$. How many real roots does $f(f(x)) = 0$ have? Justify each step."
 
 _END_MARKER = re.compile(r"<<<END CANDIDATE ([0-9a-f]+)>>>")
 _TOKEN = re.compile(r"\w+|[^\w\s]|\s+")
@@ -72,6 +80,28 @@ def count_tokens(text: str) -> list[str]:
     """A stand-in tokenizer: words, single punctuation marks and runs of white space (about
     1.3 tokens per English word; a BPE tokenizer gives somewhat more). Linear time."""
     return _TOKEN.findall(text)
+
+
+def problem_corpus(path: str = PROBLEMS_PARQUET, limit: int = 500) -> list[str]:
+    """Up to ``limit`` problem statements (the last prompt message of each row) of a verl-layout parquet, or a
+    fixed sample problem when the file is absent."""
+    if not os.path.exists(path):
+        return [_FALLBACK_PROBLEM]
+    import pandas as pd
+
+    prompts = pd.read_parquet(path, columns=["prompt"])["prompt"]
+    return [str(p[-1]["content"]) for p in prompts[:limit]]
+
+
+def text_of_length(corpus: Sequence[str], chars: int, rng: random.Random) -> str:
+    """Exactly ``chars`` characters of realistic text: entries of ``corpus`` drawn with ``rng``, joined by
+    newlines."""
+    parts, size = [], 0
+    while size < chars:
+        part = rng.choice(corpus)
+        parts.append(part)
+        size += len(part) + 1
+    return "\n".join(parts)[:chars]
 
 
 def render_chat(messages: Sequence[dict]) -> str:
