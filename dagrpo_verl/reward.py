@@ -111,6 +111,7 @@ __all__ = [
     "max_error_frac_from",
     "pop_error_examples",
     "pop_error_examples_from",
+    "record_sample_error",
 ]
 
 logger = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ async def compute_score(
             data_source, solution_str, ground_truth, extra_info, config, grading_config, require_boxed, judge_validation
         )
     except Exception as error:  # a data row or a bug: counted (reward_error), never out of the reward function
-        _SAMPLE_ERRORS.record(error, data_source, extra_info)
+        record_sample_error(error, data_source, extra_info)
         return _result(0.0, math.nan, reward_error=1.0)
 
 
@@ -512,6 +513,12 @@ class _SampleErrors:
 
 
 _SAMPLE_ERRORS = _SampleErrors()
+
+
+def record_sample_error(error: BaseException, data_source: Any, extra_info: Any) -> None:
+    """Count one sample whose scoring raised in this process (a reward function's own ``reward_error`` = 1): kept
+    for :func:`pop_error_examples` (the trainer's error-budget message) and logged (at most one WARNING per 30 s)."""
+    _SAMPLE_ERRORS.record(error, data_source, extra_info)
 
 
 def pop_error_examples() -> list[str]:

@@ -150,9 +150,9 @@ async def compute_score(
         graded = await get_grading_pool(grading_config).agrade(solution_str, answer, DATA_SOURCE, True)
         score, work = step_judge_score(solution_str, reference, graded.correct)
     except Exception as error:  # a data row or a bug: counted (reward_error), never out of the reward function
-        from dagrpo_verl.reward import _SAMPLE_ERRORS  # the log the trainer's error budget reads
+        from dagrpo_verl.reward import record_sample_error  # the log the trainer's error budget reads
 
-        _SAMPLE_ERRORS.record(error, data_source, extra_info)
+        record_sample_error(error, data_source, extra_info)
         return _result(0.0, math.nan, 0.0, reward_error=1.0)
     return _result(
         float(graded.correct),
