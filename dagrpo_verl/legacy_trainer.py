@@ -50,7 +50,7 @@ from dagrpo_verl.fields import DAGRPO_ESTIMATOR, IS_ANCHOR, JUDGE_SCORE, JUDGE_S
 from dagrpo_verl.judge.metrics import JudgeStats, pop_stats_from, stats_from_records
 from dagrpo_verl.losses import finish_loss_metrics
 from dagrpo_verl.metrics_file import keep_metrics_file
-from dagrpo_verl.resume import check_settings, save_settings
+from dagrpo_verl.resume import CheckpointSettingsMixin
 from dagrpo_verl.reward import FAULT_METRICS, check_error_budget, fault_metrics, pop_error_examples_from
 from dagrpo_verl.stock import dagrpo_trainer_hooks
 from dagrpo_verl.trainer import (
@@ -101,7 +101,7 @@ def anchors_as_tensor(batch: DataProto) -> DataProto:
     return DataProto(batch=tensors, non_tensor_batch=non_tensors, meta_info=batch.meta_info)
 
 
-class DaGRPORayPPOTrainer(RayPPOTrainer):
+class DaGRPORayPPOTrainer(CheckpointSettingsMixin, RayPPOTrainer):
     """verl's legacy ``RayPPOTrainer`` (``trainer.use_v1=false``) with the DaGRPO hooks.
 
     The legacy agent-loop manager must add ``is_anchor`` (and may add ``judge_score``) to
@@ -125,20 +125,6 @@ class DaGRPORayPPOTrainer(RayPPOTrainer):
         """verl's training loop with :func:`legacy_advantage_hook` active."""
         with legacy_advantage_hook(self):
             return super().fit()
-
-    # resumed runs compare their settings with the checkpoint's (issue 11, docs/reliability.md) ----------
-    def _save_checkpoint(self):
-        """verl's checkpoint, plus the run's settings next to it (:func:`dagrpo_verl.resume.save_settings`)."""
-        super()._save_checkpoint()
-        save_settings(self.config, self.global_steps)
-
-    def _load_checkpoint(self):
-        """verl's resume, then the checkpoint's settings compared with this run's (WARNING on a change)."""
-        loaded = super()._load_checkpoint()
-        check_settings(self.config, self.global_steps)
-        return loaded
-
-    # -------------------------------------------------------------------------------------------------------
 
     def _compute_old_log_prob(self, batch: DataProto):
         """verl's old log-probs; keeps the token entropy (verl drops it) for the on-policy diagnostics."""

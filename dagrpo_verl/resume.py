@@ -35,7 +35,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from dagrpo_verl.judge.config import redact_url
 
-__all__ = ["SETTINGS_FILE", "SETTING_KEYS", "check_settings", "checkpoint_folder", "run_settings", "save_settings"]
+__all__ = [
+    "SETTINGS_FILE",
+    "SETTING_KEYS",
+    "CheckpointSettingsMixin",
+    "check_settings",
+    "checkpoint_folder",
+    "run_settings",
+    "save_settings",
+]
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
@@ -143,3 +151,18 @@ def check_settings(config: DictConfig, step: int) -> dict[str, tuple[Any, Any]]:
     else:
         logger.info(f"resuming at step {step}: the {len(current)} run settings equal the checkpoint's ({path})")
     return changed
+
+
+class CheckpointSettingsMixin:
+    """Put before a verl trainer class (v1 ``PPOTrainer`` or the legacy ``RayPPOTrainer``): its checkpoints also
+    hold the run's settings (:func:`save_settings`), and a resumed run compares its settings with them
+    (:func:`check_settings`, a WARNING naming each change)."""
+
+    def _save_checkpoint(self):
+        super()._save_checkpoint()
+        save_settings(self.config, self.global_steps)
+
+    def _load_checkpoint(self):
+        loaded = super()._load_checkpoint()
+        check_settings(self.config, self.global_steps)
+        return loaded

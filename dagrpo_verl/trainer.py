@@ -66,7 +66,7 @@ from dagrpo_verl.judge.metrics import JudgeStats, pop_stats_from, stats_from_rec
 from dagrpo_verl.judge_health import record_step
 from dagrpo_verl.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss, finish_loss_metrics
 from dagrpo_verl.metrics_file import keep_metrics_file
-from dagrpo_verl.resume import check_settings, save_settings
+from dagrpo_verl.resume import CheckpointSettingsMixin
 from dagrpo_verl.reward import FAULT_METRICS, check_error_budget, fault_metrics, pop_error_examples_from
 
 __all__ = [
@@ -235,7 +235,7 @@ def merged_judge_metrics(*windows: JudgeStats | None) -> dict[str, float]:
 # ----------------------------------------------------------------------------- v1 trainer
 
 
-class DaGRPOTrainerMixin:
+class DaGRPOTrainerMixin(CheckpointSettingsMixin):
     """Mix-in for verl's v1 ``PPOTrainer`` subclasses (sync, colocate_async, separate_async).
 
     Use through :func:`dagrpo_trainer_cls`. Expects the agent loop to put two top-level
@@ -249,20 +249,6 @@ class DaGRPOTrainerMixin:
         """verl's set-up, then the DaGRPO actor loss on the actor workers."""
         super()._setup()
         install_dagrpo_loss(self.config, self.actor_rollout_wg)
-
-    # resumed runs compare their settings with the checkpoint's (issue 11, docs/reliability.md) ----------
-    def _save_checkpoint(self):
-        """verl's checkpoint, plus the run's settings next to it (:func:`dagrpo_verl.resume.save_settings`)."""
-        super()._save_checkpoint()
-        save_settings(self.config, self.global_steps)
-
-    def _load_checkpoint(self):
-        """verl's resume, then the checkpoint's settings compared with this run's (WARNING on a change)."""
-        loaded = super()._load_checkpoint()
-        check_settings(self.config, self.global_steps)
-        return loaded
-
-    # -------------------------------------------------------------------------------------------------------
 
     def _update_actor(self, batch, metrics: dict):
         """verl's actor update; the loss's summed anchor metrics become token-weighted ratios
