@@ -37,7 +37,7 @@ import verl  # noqa: F401  (loads the dagrpo plugin)
 from verl.trainer.ppo import core_algos
 from verl.workers.config.actor import FSDPActorConfig
 
-from dagrpo_verl.config import DaGRPOPolicyLossConfig
+from dagrpo_verl.integration.config import DaGRPOPolicyLossConfig
 
 
 def best_seconds(candidates: dict, repeats: int) -> dict:

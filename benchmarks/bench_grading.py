@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Cost of bounded grading (``dagrpo_verl.grading_pool``) on the real benchmark answers.
+"""Cost of bounded grading (``dagrpo_verl.grading.pool``) on the real benchmark answers.
 
 For a deterministic spread of rows of ``<repo>/../shared/data/benchmarks/*.parquet`` (every data
 source), each ground truth is given back as a short solution ending in ``\\boxed{...}`` (or
@@ -41,7 +41,7 @@ from pathlib import Path
 
 from benchmarks.reward_sweep import DEFAULT_DATA_DIR, load_rows, spread_sample
 from dagrpo_verl.grading import grade, is_choice_task
-from dagrpo_verl.grading_pool import GradingConfig, GradingPool, get_grading_pool
+from dagrpo_verl.grading.pool import GradingConfig, GradingPool, get_grading_pool
 from dagrpo_verl.reward import compute_score
 
 OUT = Path("outputs") / "bench_grading.json"

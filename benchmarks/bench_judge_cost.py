@@ -24,10 +24,10 @@ real judge client (``openai`` backend over HTTP) against ``LocalJudgeServer`` on
 * ``all-v2``: group judging of every kept rollout (``algorithm.dagrpo.lazy_judge=false``);
 * ``lazy-v2``: lazy group judging (the default): the reward function only grades
   (``extra_info.judge_deferred``), then each group, once graded and mixed, is judged by
-  :func:`dagrpo_verl.judge.group.judge_group` only when :func:`dagrpo_verl.core.group_needs_judge_scores`
+  :func:`dagrpo_verl.judge.group.judge_group` only when :func:`dagrpo_verl.algo.core.group_needs_judge_scores`
   says a score can change an advantage, as the DaGRPO agent loop does (all groups concurrently).
 
-The advantages of every mode are computed by ``dagrpo_verl.core.compute_dagrpo_outcome_advantage`` (δ = 3,
+The advantages of every mode are computed by ``dagrpo_verl.algo.core.compute_dagrpo_outcome_advantage`` (δ = 3,
 ``on_missing_score=keep``) over the mixed groups and compared bit for bit (``advantages_identical``).
 
 The server counts the requests and, with a simulated prefix cache (16-token blocks chained by hash, as
@@ -74,7 +74,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dagrpo_verl import core
+from dagrpo_verl.algo import core
 from dagrpo_verl.fields import IS_ANCHOR, JUDGE_DEFERRED, JUDGE_SCORE
 from dagrpo_verl.judge import scorers
 from dagrpo_verl.judge.core import aclose_judges, get_judge

@@ -44,7 +44,7 @@ from pathlib import Path
 from dagrpo_verl.cpu.demo import RUNS, run_command, train_run
 from dagrpo_verl.cpu.models import build_tiny_qwen2
 from dagrpo_verl.data.synthetic import write_synthetic_task
-from dagrpo_verl.plot import load_metrics
+from dagrpo_verl.eval.plot import load_metrics
 
 NO_JUDGE = "reward.custom_reward_function.reward_kwargs.judge.backend=none"
 

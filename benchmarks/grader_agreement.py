@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagrpo_verl.grading_pool import GradeStatus, GradingConfig, GradingPool
+from dagrpo_verl.grading.pool import GradeStatus, GradingConfig, GradingPool
 
 CASES_FILE = Path(__file__).resolve().parent / "data" / "peer_grading_cases.jsonl"
 

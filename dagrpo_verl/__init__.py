@@ -15,7 +15,7 @@
 arXiv 2512.06337) for verl 0.9.x.
 
 Importing this package is cheap and does not import verl. verl loads
-``dagrpo_verl.registration`` through the ``verl.plugins`` entry point, which
+``dagrpo_verl.integration.registration`` through the ``verl.plugins`` entry point, which
 registers the ``dagrpo`` advantage estimator and policy loss.
 """
 

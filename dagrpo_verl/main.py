@@ -14,11 +14,11 @@
 """DaGRPO trainer entry: ``python -m dagrpo_verl.main [hydra overrides]``.
 
 Composes ``dagrpo_verl/config/dagrpo_trainer.yaml`` (verl's ``ppo_trainer`` plus the
-DaGRPO defaults), checks it (:func:`dagrpo_verl.validation.validate_dagrpo_config`,
+DaGRPO defaults), checks it (:func:`dagrpo_verl.integration.validation.validate_dagrpo_config`,
 then verl's ``validate_config``) before Ray starts, and runs
 verl's ``run_ppo`` with the DaGRPO task runner: the v1 trainer by default, the legacy
-``RayPPOTrainer`` with ``trainer.use_v1=false`` (see :mod:`dagrpo_verl.trainer`; the legacy one,
-:mod:`dagrpo_verl.legacy_trainer`, is imported only for that setting).
+``RayPPOTrainer`` with ``trainer.use_v1=false`` (see :mod:`dagrpo_verl.integration.trainer`; the legacy one,
+:mod:`dagrpo_verl.integration.legacy_trainer`, is imported only for that setting).
 
 The same overrides work here and under ``python -m verl.trainer.main_ppo``: a key this config
 declares but verl's does not (:data:`DECLARED_HERE`) must be added with ``+`` under verl's entry;
@@ -93,8 +93,8 @@ def run(config: DictConfig) -> None:
     from verl.utils.config import validate_config
     from verl.utils.device import auto_set_device
 
-    from dagrpo_verl.stock import dagrpo_trainer_hooks
-    from dagrpo_verl.validation import validate_dagrpo_config
+    from dagrpo_verl.integration.stock import dagrpo_trainer_hooks
+    from dagrpo_verl.integration.validation import validate_dagrpo_config
 
     validate_dagrpo_config(config)
     auto_set_device(config)
@@ -103,11 +103,11 @@ def run(config: DictConfig) -> None:
             config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
         )
     if config.trainer.use_v1:
-        from dagrpo_verl.trainer import DaGRPOTaskRunner
+        from dagrpo_verl.integration.trainer import DaGRPOTaskRunner
 
         task_runner_class = DaGRPOTaskRunner
     else:  # verl's deprecated legacy trainer: loaded only here, never on the v1 path
-        from dagrpo_verl.legacy_trainer import DaGRPOLegacyTaskRunner
+        from dagrpo_verl.integration.legacy_trainer import DaGRPOLegacyTaskRunner
 
         task_runner_class = DaGRPOLegacyTaskRunner
     run_ppo(config, task_runner_class=task_runner_class)

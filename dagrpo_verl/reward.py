@@ -29,7 +29,7 @@ concurrently (``RewardLoopWorker.compute_score_batch``), so judge requests overl
 
 R = 1.0 iff the final answer is correct (math-verify through :func:`dagrpo_verl.grading.grade`,
 option letters for multiple-choice sets), else 0.0. Grading runs in the grading processes of
-:mod:`dagrpo_verl.grading_pool`, bounded by ``reward_kwargs.grading.timeout_s`` in any thread;
+:mod:`dagrpo_verl.grading.pool`, bounded by ``reward_kwargs.grading.timeout_s`` in any thread;
 T = 1.0 when it ran past the bound, E = 1.0 when the grader failed (R = 0 in both cases).
 Nothing a policy can write (odd Unicode, NUL bytes, huge or deeply nested text, None) raises;
 a bad setting raises a named ``ValueError`` at the first call. S in [1, 10] is the judge's score
@@ -54,7 +54,7 @@ with a count) and keeps the last few for :func:`pop_error_examples_from`. Why no
 leaves out of the step without a metric (an ERROR traceback in the agent-loop worker's log; the
 step trains on fewer prompts), and stops only when every group of a step failed, with
 ``Sync replay buffer selected terminal groups with no materializable trajectories``, which names
-no cause; the legacy trainer stops at the first one. The trainer hooks of :mod:`dagrpo_verl.trainer`
+no cause; the legacy trainer stops at the first one. The trainer hooks of :mod:`dagrpo_verl.integration.trainer`
 log the batch sums of ``grade_timeout``, ``grade_error`` and ``reward_error`` as
 :data:`FAULT_METRICS` every step, and :func:`check_error_budget` stops the run with
 :class:`RewardErrorsExceeded` when more than ``reward_kwargs.max_error_frac`` (default
@@ -90,7 +90,7 @@ from dagrpo_verl.fields import (
     REWARD_ERROR,
 )
 from dagrpo_verl.grading import ground_truth_text
-from dagrpo_verl.grading_pool import GradeStatus, GradingConfig, get_grading_pool, grading_config_from, utf8_safe
+from dagrpo_verl.grading.pool import GradeStatus, GradingConfig, get_grading_pool, grading_config_from, utf8_safe
 from dagrpo_verl.judge import metrics as judge_metrics
 from dagrpo_verl.judge.config import CONFIG_PREFIX, JudgeConfig, judge_config_from
 from dagrpo_verl.judge.core import get_judge
@@ -159,7 +159,7 @@ async def compute_score(
         require_boxed: R counts only the response's last ``\\boxed{}`` (``reward_kwargs.require_boxed``);
             by default math-verify also accepts an unboxed final expression.
         grading: the grading bound from ``reward_kwargs.grading`` (``timeout_s``, ``workers``,
-            ``memory_mb``; see :class:`~dagrpo_verl.grading_pool.GradingConfig`).
+            ``memory_mb``; see :class:`~dagrpo_verl.grading.pool.GradingConfig`).
         judge_validation: judge validation samples too (``reward_kwargs.judge_validation``); by
             default they get S = NaN and no judge call.
         max_error_frac: read by the trainer hooks (:func:`check_error_budget`), checked here: the

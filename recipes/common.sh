@@ -114,7 +114,7 @@ launch() {
     fi
     mkdir -p "$OUT_DIR"
     # verl's own entry opens the metrics file with mode "wb", which would erase an earlier start's
-    # steps: move them aside (python -m dagrpo_verl.main appends on resume, dagrpo_verl/metrics_file.py)
+    # steps: move them aside (python -m dagrpo_verl.main appends on resume, dagrpo_verl/integration/metrics_file.py)
     if [[ "$1" != dagrpo_verl.main && -s "$VERL_FILE_LOGGER_PATH" ]]; then
         local kept
         kept="$VERL_FILE_LOGGER_PATH.previous-$(date +%Y%m%d-%H%M%S)-$$"

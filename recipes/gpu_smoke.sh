@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The first thing to run on a GPU node: 2 DaGRPO steps of the paper recipe (same model, lengths,
 # judge and anchors) at a small batch, no validation, no checkpoints; then the metrics to check
-# with their healthy values (python -m dagrpo_verl.diagnostics), exit status 1 if one is off:
+# with their healthy values (python -m dagrpo_verl.integration.diagnostics), exit status 1 if one is off:
 #
 #   judge/failures, dagrpo/missing_scores, judge/calls     the judge answers every response it is asked
 #   dagrpo/onpolicy/response_length/clip_ratio              rollouts are not cut by the budget/context
@@ -47,7 +47,7 @@ fi
 # also after a failed run: the steps it logged are the first thing to look at
 if [[ -s "$VERL_FILE_LOGGER_PATH" ]]; then
     echo "== first-run checks of $VERL_FILE_LOGGER_PATH"
-    if ! "$PYTHON" -m dagrpo_verl.diagnostics "$VERL_FILE_LOGGER_PATH" && [[ "$status" == 0 ]]; then
+    if ! "$PYTHON" -m dagrpo_verl.integration.diagnostics "$VERL_FILE_LOGGER_PATH" && [[ "$status" == 0 ]]; then
         status=1
     fi
 else

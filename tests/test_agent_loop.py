@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The anchor mixers of ``dagrpo_verl.agent_loop``, end to end on CPU: the v1 worker
+"""The anchor mixers of ``dagrpo_verl.integration.agent_loop``, end to end on CPU: the v1 worker
 (TransferQueue) and the legacy manager (``RayPPOTrainer``, DataProto).
 
 Real: verl's ``RLHFDataset`` + ``collate_fn`` on a parquet written by
@@ -192,7 +192,7 @@ def _run(setup, validate=False, **anchor):
     """Run the worker on the 3-prompt batch; return {question: {session_key: sample dict}} read back from TQ."""
     from verl.utils import tensordict_utils as tu
 
-    from dagrpo_verl.agent_loop import DaGRPOAgentLoopWorkerTQ
+    from dagrpo_verl.integration.agent_loop import DaGRPOAgentLoopWorkerTQ
 
     config = _config(setup["config"], **anchor)
 
@@ -350,7 +350,7 @@ def test_anchor_text_reaches_the_worker_through_extra_info(setup):
     """The prepared parquet's extra_info.anchor is what the worker sees (RLHFDataset keeps extra_info)."""
     from transformers import AutoTokenizer
 
-    from dagrpo_verl.agent_loop import anchor_text_of
+    from dagrpo_verl.integration.agent_loop import anchor_text_of
 
     config = setup["config"]
     batch = _batch(config, AutoTokenizer.from_pretrained(config.actor_rollout_ref.model.path))
@@ -373,7 +373,7 @@ def legacy_manager(setup):
     from omegaconf import open_dict
     from transformers import AutoTokenizer
 
-    from dagrpo_verl.agent_loop import DaGRPOAgentLoopManager
+    from dagrpo_verl.integration.agent_loop import DaGRPOAgentLoopManager
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # ScriptedLLM travels to the worker actor
     config = _config(setup["config"], enable=True, trigger="hard", on_failed_verification="skip")
@@ -453,7 +453,7 @@ def test_legacy_manager_skips_validation(legacy_manager):
 def test_setup_errors_name_the_key(setup):
     from omegaconf import open_dict
 
-    from dagrpo_verl.agent_loop import check_anchor_setup
+    from dagrpo_verl.integration.agent_loop import check_anchor_setup
 
     config = _config(setup["config"], mode="append")
     with open_dict(config):
@@ -474,7 +474,7 @@ def test_setup_errors_name_the_key(setup):
 def test_anchor_response_is_cut_to_the_response_length(setup):
     from transformers import AutoTokenizer
 
-    from dagrpo_verl.agent_loop import anchor_response_ids
+    from dagrpo_verl.integration.agent_loop import anchor_response_ids
 
     tokenizer = AutoTokenizer.from_pretrained(setup["config"].actor_rollout_ref.model.path)
     text = "We add the numbers one by one. " * 20
@@ -494,7 +494,7 @@ def test_v1_manager_create_runs_the_worker_as_a_ray_actor(setup):
     from omegaconf import open_dict
     from transformers import AutoTokenizer
 
-    from dagrpo_verl.agent_loop import DaGRPOAgentLoopManagerTQ
+    from dagrpo_verl.integration.agent_loop import DaGRPOAgentLoopManagerTQ
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     config = _config(setup["config"], enable=True, trigger="hard")

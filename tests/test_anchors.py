@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Pure anchor decisions (``dagrpo_verl.anchors``): hand-worked cases and property tests."""
+"""Pure anchor decisions (``dagrpo_verl.algo.anchors``): hand-worked cases and property tests."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dagrpo_verl.anchors import group_accuracy, plan_anchor_groups, rollout_correct, skip_failed_anchors
-from dagrpo_verl.config import AnchorConfig
+from dagrpo_verl.algo.anchors import group_accuracy, plan_anchor_groups, rollout_correct, skip_failed_anchors
+from dagrpo_verl.algo.settings import AnchorConfig
 
 
 def _plans(uids, rewards, config, has_anchor=None, tiebreak=None):

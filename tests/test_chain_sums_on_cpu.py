@@ -13,7 +13,7 @@
 # limitations under the License.
 """The chain-sums task of the rectification scenario: its judge, reward function, data and warm start.
 
-Real parts: math-verify in dagrpo_verl.grading_pool's grading processes, dagrpo_verl.core's masks,
+Real parts: math-verify in dagrpo_verl.grading.pool's grading processes, dagrpo_verl.algo.core's masks,
 transformers.
 """
 
@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dagrpo_verl import core
+from dagrpo_verl.algo import core
 from dagrpo_verl.cpu.chain_sums import (
     compute_score,
     reference_solution,

@@ -13,8 +13,8 @@
 # limitations under the License.
 """The gradient-conflict meter (dagrpo_verl.conflict): hand-computed cosines, finite differences, I/O.
 
-Real parts: dagrpo_verl.core's advantage and masks, a real (tiny, random) transformers Qwen2, the
-chain-sums reward function and dagrpo_verl.anchors for the sampled groups.
+Real parts: dagrpo_verl.algo.core's advantage and masks, a real (tiny, random) transformers Qwen2, the
+chain-sums reward function and dagrpo_verl.algo.anchors for the sampled groups.
 """
 
 import json
@@ -273,8 +273,8 @@ def test_reward_function_without_judge_score_is_refused(tmp_path):
 
 def test_plot_joins_the_meter_output_of_a_run_directory(tmp_path, capsys):
     from dagrpo_verl.conflict import CONFLICT_FILE, SAMPLES_FILE
-    from dagrpo_verl.plot import TRAINING_PANELS, load_metrics, panel_key
-    from dagrpo_verl.plot import main as plot_main
+    from dagrpo_verl.eval.plot import TRAINING_PANELS, load_metrics, panel_key
+    from dagrpo_verl.eval.plot import main as plot_main
 
     run = tmp_path / "run"
     (run / "conflict").mkdir(parents=True)

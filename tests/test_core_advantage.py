@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from verl.trainer.ppo import core_algos
 
-from dagrpo_verl.core import (
+from dagrpo_verl.algo.core import (
     compute_dagrpo_outcome_advantage,
     distinctiveness_keep_mask,
     group_ids_from_index,

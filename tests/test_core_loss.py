@@ -19,7 +19,7 @@ import verl  # noqa: F401  (loads the dagrpo plugin through verl's entry points)
 from verl.trainer.ppo import core_algos
 from verl.workers.config.actor import FSDPActorConfig
 
-from dagrpo_verl.config import DaGRPOPolicyLossConfig
+from dagrpo_verl.integration.config import DaGRPOPolicyLossConfig
 
 LOSS_AGG_MODES = ["token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-sum-norm", "seq-mean-token-mean"]
 

@@ -24,7 +24,7 @@ import sys
 
 import pytest
 
-from dagrpo_verl.plot import load_metrics
+from dagrpo_verl.eval.plot import load_metrics
 
 pytestmark = pytest.mark.slow
 

@@ -28,8 +28,8 @@ from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 
 from dagrpo_verl.cpu.sampler import CPU_POLL_INTERVAL_S, CPUReplayBuffer
+from dagrpo_verl.integration.validation import DaGRPOConfigError, validate_dagrpo_config
 from dagrpo_verl.main import compose_config
-from dagrpo_verl.validation import DaGRPOConfigError, validate_dagrpo_config
 
 
 def _build(config):

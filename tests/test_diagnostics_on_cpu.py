@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""``dagrpo_verl.diagnostics.onpolicy_diagnostics`` on its own (the trainer hooks are tested in
+"""``dagrpo_verl.integration.diagnostics.onpolicy_diagnostics`` on its own (the trainer hooks are tested in
 ``tests/test_trainer_advantage.py``): anchors never move the on-policy numbers, absent inputs give
 absent metrics, a batch without rollouts gives none."""
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dagrpo_verl.diagnostics import onpolicy_diagnostics
+from dagrpo_verl.integration.diagnostics import onpolicy_diagnostics
 
 MASK = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 0, 0]])
 LENGTHS = MASK.sum(-1)

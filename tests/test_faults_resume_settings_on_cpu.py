@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""A resumed run compares its settings with those saved in its checkpoint (``dagrpo_verl.resume``).
+"""A resumed run compares its settings with those saved in its checkpoint (``dagrpo_verl.integration.resume``).
 
 Real: the composed ``dagrpo_trainer`` config (hydra overrides as a user writes them), verl's
 checkpoint-folder layout. The whole kill-and-resume run through verl's trainer is
@@ -23,8 +23,8 @@ from __future__ import annotations
 import json
 import logging
 
+from dagrpo_verl.integration.resume import SETTINGS_FILE, check_settings, run_settings, save_settings
 from dagrpo_verl.main import compose_config
-from dagrpo_verl.resume import SETTINGS_FILE, check_settings, run_settings, save_settings
 
 JUDGE = "reward.custom_reward_function.reward_kwargs.judge"
 
@@ -40,7 +40,7 @@ def test_same_settings_pass_with_an_info_line(tmp_path, caplog):
     saved = json.loads(open(path).read())
     assert saved["algorithm.dagrpo.delta"] == 2.5 and saved["algorithm.adv_estimator"] == "dagrpo"
     assert saved["actor_rollout_ref.actor.policy_loss.off_policy_gamma"] == 0.1
-    with caplog.at_level(logging.INFO, logger="dagrpo_verl.resume"):
+    with caplog.at_level(logging.INFO, logger="dagrpo_verl.integration.resume"):
         assert check_settings(_config(tmp_path, "algorithm.dagrpo.delta=2.5"), 4) == {}
     assert f"resuming at step 4: the {len(saved)} run settings equal the checkpoint's" in caplog.text
 
@@ -49,7 +49,7 @@ def test_a_changed_setting_is_named_with_both_values(tmp_path, caplog):
     original = _config(tmp_path, "data.train_batch_size=128")
     save_settings(original, 2)
     resumed = _config(tmp_path, "algorithm.dagrpo.delta=2.0", "data.train_batch_size=64", f"+{JUDGE}.model=other")
-    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.resume"):
+    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.integration.resume"):
         changed = check_settings(resumed, 2)
     assert changed == {
         "algorithm.dagrpo.delta": (3.0, 2.0),
@@ -63,7 +63,7 @@ def test_a_fresh_start_checks_nothing_and_a_foreign_checkpoint_is_reported(tmp_p
     config = _config(tmp_path)
     assert check_settings(config, 0) == {}
     (tmp_path / "ckpt" / "global_step_3").mkdir(parents=True)  # written by plain verl: no settings file
-    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.resume"):
+    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.integration.resume"):
         assert check_settings(config, 3) == {}
     assert "cannot read" in caplog.text and "not compared" in caplog.text
 

@@ -37,6 +37,7 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from dagrpo_verl import reward
 from dagrpo_verl.fields import GRADE_ERROR, GRADE_TIMEOUT, JUDGE_SCORE, REWARD_ERROR
+from dagrpo_verl.integration.trainer import dagrpo_trainer_cls
 from dagrpo_verl.main import compose_config
 from dagrpo_verl.reward import (
     DEFAULT_MAX_ERROR_FRAC,
@@ -45,7 +46,6 @@ from dagrpo_verl.reward import (
     fault_metrics,
     max_error_frac_from,
 )
-from dagrpo_verl.trainer import dagrpo_trainer_cls
 
 UIDS = ["a"] * 4 + ["b"] * 4
 REWARDS = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
@@ -212,7 +212,7 @@ def test_a_bug_in_scoring_is_counted_and_cancellation_still_propagates(monkeypat
 @pytest.mark.parametrize("estimator", ["dagrpo", "grpo"])
 def test_bad_reward_settings_stop_the_run_before_ray_starts(override, key, estimator):
     """A settings error would fail every prompt group inside verl's v1 trainer: it is refused at start-up."""
-    from dagrpo_verl.validation import DaGRPOConfigError, validate_dagrpo_config
+    from dagrpo_verl.integration.validation import DaGRPOConfigError, validate_dagrpo_config
 
     config = compose_config([override, f"algorithm.adv_estimator={estimator}", "algorithm.dagrpo.anchor.enable=false"])
     with pytest.raises(DaGRPOConfigError, match=re.escape(f"reward.custom_reward_function.reward_kwargs.{key}")):

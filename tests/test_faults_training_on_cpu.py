@@ -29,7 +29,7 @@ on 127.0.0.1, on-disk judge cache, anchors judged too). Three faults, each bound
 3. **SIGKILL after the step-4 checkpoint** (once step 5 is logged; the driver, Ray and every worker),
    then the same command again (``trainer.resume_mode=auto``): the run resumes at step 4, draws the
    prompts of step 5 again (verl's dataloader state in ``global_step_4/data.pt``), with the settings
-   saved next to it (``dagrpo_settings.json``, :mod:`dagrpo_verl.resume`), gets the anchors' judge
+   saved next to it (``dagrpo_settings.json``, :mod:`dagrpo_verl.integration.resume`), gets the anchors' judge
    scores from the on-disk cache (no anchor request reaches the judge again), and appends steps 5-6
    to the same metrics file.
 
@@ -56,8 +56,8 @@ import torch
 from dagrpo_verl.cpu.models import build_tiny_qwen2
 from dagrpo_verl.cpu.smoke import cpu_env
 from dagrpo_verl.data.synthetic import make_rows
+from dagrpo_verl.integration.resume import SETTINGS_FILE
 from dagrpo_verl.judge.testing import ChatRequest, LocalJudgeServer, Reply, verdict_line
-from dagrpo_verl.resume import SETTINGS_FILE
 
 ROWS, BATCH, N = 10, 2, 4  # 10 prompts, 2 per step, 4 samples per prompt: 8 samples per step
 STEPS, SAVE_FREQ = 6, 2

@@ -69,7 +69,7 @@ SCRIPT = textwrap.dedent(
     from verl.workers.engine import EngineRegistry
 
     from dagrpo_verl.fields import IS_ANCHOR
-    from dagrpo_verl.losses import dagrpo_ppo_loss
+    from dagrpo_verl.integration.losses import dagrpo_ppo_loss
     from dagrpo_verl.main import compose_config
     from dagrpo_verl.cpu.models import build_tiny_qwen2
 

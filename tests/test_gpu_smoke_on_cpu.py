@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """``recipes/gpu_smoke.sh``: its training command composes into the paper recipe at 2 small steps, and
-its report (``python -m dagrpo_verl.diagnostics``) flags unhealthy first-run metrics.
+its report (``python -m dagrpo_verl.integration.diagnostics``) flags unhealthy first-run metrics.
 
 Real: the script in bash (``DRY_RUN=1`` prints the command; with ``PYTHON=true`` the training is a no-op
 so the report runs on a metrics file written here in verl's file-logger format), the hydra compose API
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from dagrpo_verl.diagnostics import FIRST_RUN_CHECKS
+from dagrpo_verl.integration.diagnostics import FIRST_RUN_CHECKS
+from dagrpo_verl.integration.validation import validate_dagrpo_config
 from dagrpo_verl.main import compose_config
-from dagrpo_verl.validation import validate_dagrpo_config
 
 SCRIPT = Path(__file__).resolve().parents[1] / "recipes" / "gpu_smoke.sh"
 

@@ -29,7 +29,7 @@ import re
 import pytest
 
 from benchmarks.grader_agreement import load_cases, measure
-from dagrpo_verl.grading_pool import GradingConfig, GradingPool
+from dagrpo_verl.grading.pool import GradingConfig, GradingPool
 
 MATH_FLOOR = 323 / 337
 CHOICE_FLOOR = 39 / 42

@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Bounded grading (``dagrpo_verl.grading_pool``): real grading processes, real math-verify.
+"""Bounded grading (``dagrpo_verl.grading.pool``): real grading processes, real math-verify.
 
 The hostile inputs are the ones that hang math-verify where verl runs reward functions (worker
 threads, Ray actors' event loops, where its signal timeouts are off): NeMo-RL's
@@ -34,7 +34,7 @@ import time
 
 import pytest
 
-from dagrpo_verl.grading_pool import (
+from dagrpo_verl.grading.pool import (
     GradeStatus,
     GradingConfig,
     GradingConfigError,
@@ -155,7 +155,7 @@ def test_grading_processes_die_with_their_parent():
     out = _run_script(
         """
         import os, signal
-        from dagrpo_verl.grading_pool import GradingConfig, GradingPool
+        from dagrpo_verl.grading.pool import GradingConfig, GradingPool
         pool = GradingPool(GradingConfig(workers=1))
         assert pool.grade("\\\\boxed{2}", "2").correct
         print(pool.process_ids()[0], flush=True)
@@ -174,7 +174,7 @@ def test_a_user_script_needs_no_main_guard(tmp_path):
     ``multiprocessing`` spawn pool, each worker would re-run the script."""
     script = tmp_path / "score.py"
     script.write_text(
-        "from dagrpo_verl.grading_pool import get_grading_pool\n"
+        "from dagrpo_verl.grading.pool import get_grading_pool\n"
         "pool = get_grading_pool()\n"
         "print('RESULTS', [pool.grade(r, '7').correct for r in ('\\\\boxed{7}', '\\\\boxed{8}')])\n"
     )

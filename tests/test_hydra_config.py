@@ -30,9 +30,10 @@ from omegaconf import OmegaConf
 from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.config import ActorConfig, RolloutConfig
 
-from dagrpo_verl.config import DaGRPOPolicyLossConfig, dagrpo_config_from
+from dagrpo_verl.algo.settings import dagrpo_config_from
+from dagrpo_verl.integration.config import DaGRPOPolicyLossConfig
+from dagrpo_verl.integration.validation import validate_dagrpo_config
 from dagrpo_verl.main import compose_config
-from dagrpo_verl.validation import validate_dagrpo_config
 
 #: The three use cases of docs/integration.md, as overrides of the trainer config.
 USE_CASES = {
@@ -60,7 +61,7 @@ def test_cfg_job_through_the_real_entry():
     assert actor["loss_agg_mode"] == "seq-mean-token-sum-norm" and actor["use_kl_loss"] is False
     assert config["reward"]["custom_reward_function"]["path"] == "pkg://dagrpo_verl.reward"
     agent = config["actor_rollout_ref"]["rollout"]["agent"]
-    assert agent["agent_loop_manager_class"] == "dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ"
+    assert agent["agent_loop_manager_class"] == "dagrpo_verl.integration.agent_loop.DaGRPOAgentLoopManagerTQ"
     # verl's own defaults are still there (the searchpath found ppo_trainer)
     assert config["trainer"]["use_v1"] is True and "critic" in config
 
@@ -80,7 +81,7 @@ def test_use_cases_instantiate_verls_dataclasses(use_case):
     assert isinstance(actor, ActorConfig) and isinstance(actor.policy_loss, DaGRPOPolicyLossConfig)
     rollout = omega_conf_to_dataclass(config.actor_rollout_ref.rollout)
     assert isinstance(rollout, RolloutConfig)
-    assert rollout.agent.agent_loop_manager_class == "dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ"
+    assert rollout.agent.agent_loop_manager_class == "dagrpo_verl.integration.agent_loop.DaGRPOAgentLoopManagerTQ"
     omega_conf_to_dataclass(config.actor_rollout_ref.rollout.checkpoint_engine)
 
     # verl keeps `algorithm` a DictConfig and hands it to the estimator: the dagrpo block is read from it

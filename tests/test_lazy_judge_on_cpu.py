@@ -253,7 +253,7 @@ def _batch(config, tokenizer, data):
 def _run_v1(env, config, mode, data=None, prompts=PROMPTS):
     """One batch through the v1 worker; returns the worker, the batch and the TransferQueue keys in a canonical
     order (question, anchor flag, response tokens), the same in every mode."""
-    from dagrpo_verl.agent_loop import DaGRPOAgentLoopWorkerTQ
+    from dagrpo_verl.integration.agent_loop import DaGRPOAgentLoopWorkerTQ
 
     reward_worker = _reward_worker(config) if mode == "eager" else env["grader"]
 
@@ -286,7 +286,7 @@ def _advantages(config, keys, reward_workers):
     """verl's v1 trainer class with the DaGRPO hook, on the batch in TransferQueue: (advantages, scores, metrics)."""
     from transfer_queue import KVBatchMeta
 
-    from dagrpo_verl.trainer import dagrpo_trainer_cls
+    from dagrpo_verl.integration.trainer import dagrpo_trainer_cls
 
     # bypass mode: verl's step would have written old_log_probs (an actor forward) before this hook; without one,
     # bypass reads rollout_log_probs as verl's _compute_old_log_prob does. Rollout correction is off either way
@@ -370,7 +370,7 @@ def _legacy_batch(env, config, mode):
     from verl.trainer.ppo.ray_trainer import RayPPOTrainer
     from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
 
-    from dagrpo_verl.agent_loop import DaGRPOAgentLoopManager
+    from dagrpo_verl.integration.agent_loop import DaGRPOAgentLoopManager
 
     tokenizer = AutoTokenizer.from_pretrained(config.actor_rollout_ref.model.path)
     reward_worker = _reward_worker(config) if mode == "eager" else env["grader"]
@@ -396,8 +396,8 @@ def _legacy_batch(env, config, mode):
 def test_legacy_lazy_judging_gives_the_advantages_of_judging_everything(env):
     import cloudpickle
 
+    from dagrpo_verl.integration.trainer import compute_batch_advantage
     from dagrpo_verl.judge.metrics import stats_from_records
-    from dagrpo_verl.trainer import compute_batch_advantage
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # ScriptedLLM travels to the worker actor
     results = {}
@@ -406,7 +406,7 @@ def test_legacy_lazy_judging_gives_the_advantages_of_judging_everything(env):
         with open_dict(config):
             config.actor_rollout_ref.rollout.agent.num_workers = 1
             config.actor_rollout_ref.rollout.agent.agent_loop_manager_class = (
-                "dagrpo_verl.agent_loop.DaGRPOAgentLoopManager"
+                "dagrpo_verl.integration.agent_loop.DaGRPOAgentLoopManager"
             )
         started = time.monotonic()
         batch = _legacy_batch(env, config, mode)

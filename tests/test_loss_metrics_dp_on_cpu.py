@@ -36,9 +36,9 @@ from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.metric import Metric, reduce_metrics
 from verl.utils.py_functional import append_to_dict, rename_dict
 
-from dagrpo_verl.core import SUMMED_LOSS_METRICS
+from dagrpo_verl.algo.core import SUMMED_LOSS_METRICS
 from dagrpo_verl.fields import IS_ANCHOR
-from dagrpo_verl.losses import dagrpo_ppo_loss, finish_loss_metrics
+from dagrpo_verl.integration.losses import dagrpo_ppo_loss, finish_loss_metrics
 from dagrpo_verl.main import compose_config
 
 GAMMA = 0.1

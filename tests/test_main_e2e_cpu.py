@@ -16,7 +16,7 @@
 Real: the entry, the DaGRPO task runners and trainers (v1 with TransferQueue, and the legacy
 ``RayPPOTrainer`` with ``trainer.use_v1=false``), verl's workers (FSDP2 engine,
 ``set_loss_fn``), the reward loop with ``dagrpo_verl.reward`` and the rule judge, the anchor
-managers of ``dagrpo_verl.agent_loop``, and the project's CPU
+managers of ``dagrpo_verl.integration.agent_loop``, and the project's CPU
 platform with the ``hf_cpu`` rollout backend standing in for the GPU generation server
 (``+platform=cpu``, see docs/cpu.md). Checks the metrics verl's console tracker prints.
 The v1 run uses 2 data-parallel ranks (2 FSDP2 worker processes over gloo, 2 rollout replicas)
@@ -57,7 +57,7 @@ TRAINERS = {
     ],
     "legacy": [
         "trainer.use_v1=false",
-        "actor_rollout_ref.rollout.agent.agent_loop_manager_class=dagrpo_verl.agent_loop.DaGRPOAgentLoopManager",
+        "actor_rollout_ref.rollout.agent.agent_loop_manager_class=dagrpo_verl.integration.agent_loop.DaGRPOAgentLoopManager",
     ],
 }
 

@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
+from dagrpo_verl.integration.validation import DaGRPOConfigError, dataset_has_anchors, validate_dagrpo_config
 from dagrpo_verl.main import compose_config
-from dagrpo_verl.validation import DaGRPOConfigError, dataset_has_anchors, validate_dagrpo_config
 
 _BASE = compose_config()
 
@@ -82,12 +82,12 @@ def test_anchors_mixed_into_a_baseline_are_refused(updates):
     "baseline" that trains on expert solutions."""
     with pytest.raises(DaGRPOConfigError, match="algorithm.dagrpo.anchor.enable=false") as error:
         validate_dagrpo_config(_with(updates))
-    assert "agent_loop_manager_class=dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ" in str(error.value)
+    assert "agent_loop_manager_class=dagrpo_verl.integration.agent_loop.DaGRPOAgentLoopManagerTQ" in str(error.value)
 
 
 R = "reward.custom_reward_function"
 MANAGER = "actor_rollout_ref.rollout.agent.agent_loop_manager_class"
-LEGACY_MANAGER = "dagrpo_verl.agent_loop.DaGRPOAgentLoopManager"
+LEGACY_MANAGER = "dagrpo_verl.integration.agent_loop.DaGRPOAgentLoopManager"
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ LEGACY_MANAGER = "dagrpo_verl.agent_loop.DaGRPOAgentLoopManager"
             {"actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla"},
             ["actor_rollout_ref.actor.policy_loss.loss_mode=dagrpo", "algorithm.dagrpo.anchor.enable=false"],
         ),
-        ({MANAGER: None}, [f"{MANAGER}=dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ"]),
+        ({MANAGER: None}, [f"{MANAGER}=dagrpo_verl.integration.agent_loop.DaGRPOAgentLoopManagerTQ"]),
         ({"trainer.use_v1": False}, [f"{MANAGER}={LEGACY_MANAGER}"]),
         (
             {"trainer.use_v1": False, MANAGER: LEGACY_MANAGER, "algorithm.rollout_correction.rollout_is": "token"},

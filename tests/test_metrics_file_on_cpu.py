@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Restarting a run never erases verl's ``file`` metrics (``dagrpo_verl.metrics_file``).
+"""Restarting a run never erases verl's ``file`` metrics (``dagrpo_verl.integration.metrics_file``).
 
 Real: verl's ``Tracking`` with its ``file`` backend (``FileLogger``), verl's checkpoint tracker
 lookup (``find_latest_ckpt_path``) on a checkpoint directory in verl's layout, the composed
@@ -28,8 +28,8 @@ import pytest
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path, get_checkpoint_tracker_filename
 from verl.utils.tracking import Tracking
 
+from dagrpo_verl.integration.metrics_file import keep_metrics_file, resume_step
 from dagrpo_verl.main import compose_config
-from dagrpo_verl.metrics_file import keep_metrics_file, resume_step
 
 
 def _config(tmp_path, *overrides):

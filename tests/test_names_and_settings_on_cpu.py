@@ -34,16 +34,18 @@ from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn, get_policy_loss_fn
 
 import dagrpo_verl
-from dagrpo_verl import core, fields
-from dagrpo_verl.agent_loop import check_anchor_setup
-from dagrpo_verl.config import AnchorConfig, advantage_settings
+from dagrpo_verl import fields
+from dagrpo_verl.algo import core
+from dagrpo_verl.algo.settings import AnchorConfig
+from dagrpo_verl.integration.agent_loop import check_anchor_setup
+from dagrpo_verl.integration.config import advantage_settings
+from dagrpo_verl.integration.registration import compute_dagrpo_advantage, compute_policy_loss_dagrpo
+from dagrpo_verl.integration.trainer import compute_batch_advantage
+from dagrpo_verl.integration.validation import DaGRPOConfigError, validate_dagrpo_config
 from dagrpo_verl.main import compose_config
-from dagrpo_verl.registration import compute_dagrpo_advantage, compute_policy_loss_dagrpo
-from dagrpo_verl.trainer import compute_batch_advantage
-from dagrpo_verl.validation import DaGRPOConfigError, validate_dagrpo_config
 
 _BASE = compose_config()
-_LEGACY_MANAGER = "dagrpo_verl.agent_loop.DaGRPOAgentLoopManager"
+_LEGACY_MANAGER = "dagrpo_verl.integration.agent_loop.DaGRPOAgentLoopManager"
 
 
 def _with(updates: dict):

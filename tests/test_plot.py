@@ -25,7 +25,7 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from dagrpo_verl.plot import (
+from dagrpo_verl.eval.plot import (
     DAGRPO_PANELS,
     TRAINING_PANELS,
     find_metrics_file,

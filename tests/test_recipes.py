@@ -144,8 +144,8 @@ def test_the_paper_preset_composes_on_the_command_line(module):
 
 
 def test_dagrpo_recipe_is_valid(composed, monkeypatch):
+    from dagrpo_verl.integration.validation import validate_dagrpo_config
     from dagrpo_verl.judge import judge_config_from
-    from dagrpo_verl.validation import validate_dagrpo_config
 
     monkeypatch.setenv("MY_JUDGE_KEY", "k")  # the variable JUDGE_API_KEY_ENV names must exist where training runs
     _, cfg = composed["run_dagrpo_qwen2.5_math_7b.sh"]
@@ -164,8 +164,8 @@ def test_dagrpo_recipe_is_valid(composed, monkeypatch):
 
 
 def test_ablation_and_baseline(composed, monkeypatch):
+    from dagrpo_verl.integration.validation import validate_dagrpo_config
     from dagrpo_verl.judge import judge_config_from
-    from dagrpo_verl.validation import validate_dagrpo_config
 
     monkeypatch.setenv("MY_JUDGE_KEY", "k")
     _, ablation = composed["run_dagrpo_no_offpolicy.sh"]

@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 from dagrpo_verl.conflict import CONFLICT_FILE, metric_name
 from dagrpo_verl.conflict.meter import _fsdp_state_dict
 from dagrpo_verl.cpu.rectification import HELD_OUT_ACC
-from dagrpo_verl.plot import load_metrics
+from dagrpo_verl.eval.plot import load_metrics
 
 pytestmark = pytest.mark.slow
 

@@ -24,7 +24,7 @@ RAY_SCRIPT = textwrap.dedent(
     @ray.remote
     def probe():
         import sys
-        preloaded = "dagrpo_verl.registration" in sys.modules
+        preloaded = "dagrpo_verl.integration.registration" in sys.modules
         import verl  # the only import: the plugin must come through verl's entry points
         from verl.trainer.ppo import core_algos
         return {
@@ -55,7 +55,7 @@ def test_fresh_interpreter_sees_both_registrations_after_import_verl():
         "print(c.get_adv_estimator_fn('dagrpo').__module__, c.get_policy_loss_fn('dagrpo').__module__)"
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["dagrpo_verl.registration", "dagrpo_verl.registration"]
+    assert proc.stdout.split() == ["dagrpo_verl.integration.registration", "dagrpo_verl.integration.registration"]
 
 
 def test_fresh_ray_worker_sees_both_registrations_after_import_verl():
@@ -67,13 +67,13 @@ def test_fresh_ray_worker_sees_both_registrations_after_import_verl():
     result = json.loads(line[len("RESULT") :])
     assert result["pid"] != result["driver_pid"]
     assert result["preloaded"] is False
-    assert result["estimator"] == result["loss"] == "dagrpo_verl.registration"
+    assert result["estimator"] == result["loss"] == "dagrpo_verl.integration.registration"
 
 
 def test_broken_install_is_loud():
     """verl swallows plugin errors at DEBUG level; ours logs an ERROR with the traceback."""
     proc = run_python(
-        "import sys; sys.modules['dagrpo_verl.core'] = None\n"  # makes `from dagrpo_verl import core` fail
+        "import sys; sys.modules['dagrpo_verl.algo.core'] = None\n"  # makes `from dagrpo_verl import core` fail
         "import verl\n"
         "from verl.trainer.ppo import core_algos\n"
         "print('registered' if 'dagrpo' in core_algos.ADV_ESTIMATOR_REGISTRY else 'missing')"
@@ -81,4 +81,4 @@ def test_broken_install_is_loud():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "missing"
     assert "failed to register the DaGRPO estimator" in proc.stderr
-    assert "Traceback" in proc.stderr and "ModuleNotFoundError: import of dagrpo_verl.core" in proc.stderr
+    assert "Traceback" in proc.stderr and "ModuleNotFoundError: import of dagrpo_verl.algo.core" in proc.stderr

@@ -183,7 +183,7 @@ def test_bad_grading_settings_name_the_key():
     """``reward_kwargs.grading`` as verl passes it (a DictConfig through get_custom_reward_fn) or a dict."""
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
-    from dagrpo_verl.grading_pool import GradingConfigError
+    from dagrpo_verl.grading.pool import GradingConfigError
 
     def loaded(grading):
         config = OmegaConf.create(

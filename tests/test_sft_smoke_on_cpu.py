@@ -18,7 +18,7 @@ The recipe itself runs (its conversion step, then ``torchrun -m verl.trainer.sft
 synthetic prompts whose expert solutions it memorises, with the CPU settings of ``+platform=cpu_sft``
 and the CPU platform of ``dagrpo_verl.cpu``. Nothing is replaced: the checkpoint verl writes is
 what ``python -m dagrpo_verl.eval`` evaluates (beside the untrained model, in one table) and the
-metrics file verl's file logger writes is what ``python -m dagrpo_verl.plot`` draws.
+metrics file verl's file logger writes is what ``python -m dagrpo_verl.eval.plot`` draws.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def test_eval_table_holds_the_sft_run_beside_the_base_model(run, tmp_path):
 
 
 def test_plot_draws_the_sft_run_beside_an_rl_run(run, tmp_path, capsys):
-    from dagrpo_verl import plot
+    from dagrpo_verl.eval import plot
 
     rl = tmp_path / "grpo.jsonl"  # an RL run's metrics as verl's file logger writes them
     rl.write_text(

@@ -27,8 +27,8 @@ import pytest
 from omegaconf import OmegaConf
 from verl.utils.config import omega_conf_to_dataclass
 
+from dagrpo_verl.integration.validation import DaGRPOConfigError, model_context_length, validate_dagrpo_config
 from dagrpo_verl.main import compose_config
-from dagrpo_verl.validation import DaGRPOConfigError, model_context_length, validate_dagrpo_config
 
 PAPER_LENGTHS = ["data.max_prompt_length=1024", "data.max_response_length=8192"]
 
@@ -92,11 +92,11 @@ def test_an_unreadable_model_config_warns_unless_max_model_len_is_set(tmp_path, 
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     overrides = [*PAPER_LENGTHS, "actor_rollout_ref.model.path=Org/not-downloaded"]
-    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.validation"):
+    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.integration.validation"):
         validate_dagrpo_config(compose_config(overrides))
     assert "actor_rollout_ref.rollout.max_model_len=9216" in caplog.text and "Org/not-downloaded" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.validation"):
+    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.integration.validation"):
         validate_dagrpo_config(compose_config([*overrides, "actor_rollout_ref.rollout.max_model_len=9216"]))
     assert "context" not in caplog.text
 
@@ -115,12 +115,12 @@ def test_the_default_normaliser_is_the_generation_budget():
 
 def test_a_length_varying_normaliser_warns_for_dagrpo(caplog):
     config = compose_config(["actor_rollout_ref.actor.loss_scale_factor=null"])
-    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.validation"):
+    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.integration.validation"):
         validate_dagrpo_config(config)
     assert "actor_rollout_ref.actor.loss_scale_factor" in caplog.text and "padded width" in caplog.text
     caplog.clear()
     OmegaConf.update(config, "actor_rollout_ref.actor.loss_agg_mode", "token-mean")
-    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.validation"):
+    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.integration.validation"):
         validate_dagrpo_config(config)
     assert "padded width" not in caplog.text
     caplog.clear()
@@ -132,6 +132,6 @@ def test_a_length_varying_normaliser_warns_for_dagrpo(caplog):
             "algorithm.dagrpo.anchor.enable=false",
         ]
     )
-    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.validation"):
+    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.integration.validation"):
         validate_dagrpo_config(grpo)
     assert "padded width" not in caplog.text  # only DaGRPO runs are warned

@@ -34,17 +34,20 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from dagrpo_verl.capabilities import VerlCapabilities, verl_capabilities
-from dagrpo_verl.config import dagrpo_config_from
-from dagrpo_verl.judge_health import JudgeHealth, JudgeUnavailableError, judge_endpoint
+from dagrpo_verl.algo.settings import dagrpo_config_from
+from dagrpo_verl.integration.capabilities import VerlCapabilities, verl_capabilities
+from dagrpo_verl.integration.judge_health import JudgeHealth, JudgeUnavailableError, judge_endpoint
+from dagrpo_verl.integration.stock import check_stock_verl, dagrpo_trainer_hooks, start_up_check
+from dagrpo_verl.integration.validation import DaGRPOConfigError
 from dagrpo_verl.main import CONFIG_DIR, compose_config
-from dagrpo_verl.stock import check_stock_verl, dagrpo_trainer_hooks, start_up_check
-from dagrpo_verl.validation import DaGRPOConfigError
 
 UPSTREAM = Path(__file__).resolve().parent.parent / "upstream"
 NONE = VerlCapabilities(*([False] * 6))
 ALL = VerlCapabilities(*([True] * 6))
-MANAGER = "++actor_rollout_ref.rollout.agent.agent_loop_manager_class=dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ"
+MANAGER = (
+    "++actor_rollout_ref.rollout.agent.agent_loop_manager_class="
+    "dagrpo_verl.integration.agent_loop.DaGRPOAgentLoopManagerTQ"
+)
 
 #: The DaGRPO flags a verl user adds to a stock main_ppo command (the README's existing-setup keys).
 DAGRPO_FLAGS = [
@@ -133,14 +136,14 @@ def test_verl_validate_config_runs_the_check():
 
 
 def test_a_rectification_run_scored_by_the_rule_heuristic_warns_once(caplog):
-    from dagrpo_verl.validation import validate_dagrpo_config
+    from dagrpo_verl.integration.validation import validate_dagrpo_config
 
-    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.validation"):
+    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.integration.validation"):
         validate_dagrpo_config(_config("reward.custom_reward_function.reward_kwargs.judge.backend=rule"))
     rule = [r for r in caplog.records if "judge.backend=rule" in r.getMessage()]
     assert len(rule) == 1 and "not an LLM" in rule[0].getMessage()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.validation"):
+    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.integration.validation"):
         validate_dagrpo_config(_config("algorithm.dagrpo.rectification=false"))
     assert not [r for r in caplog.records if "judge.backend=rule" in r.getMessage()]
 
@@ -152,7 +155,7 @@ def test_judge_health_warns_per_bad_step_and_stops_after_max_bad_steps(caplog):
     settings = dagrpo_config_from({"dagrpo": {"judge_health": {"max_missing_frac": 0.25, "max_bad_steps": 3}}})
     health = JudgeHealth()
     endpoint = "the judge (backend=openai base_url=http://judge:8000/v1)"
-    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.judge_health"):
+    with caplog.at_level(logging.WARNING, logger="dagrpo_verl.integration.judge_health"):
         health.record(missing=8, needed=8, settings=settings, endpoint=endpoint)
         health.record(missing=2, needed=8, settings=settings, endpoint=endpoint)  # 25%: not over, resets
         health.record(missing=8, needed=8, settings=settings, endpoint=endpoint)
@@ -249,9 +252,9 @@ from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1 import get_trainer_cls
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-from dagrpo_verl.capabilities import verl_capabilities
+from dagrpo_verl.integration.capabilities import verl_capabilities
 from dagrpo_verl.main import compose_config
-from dagrpo_verl.trainer import dagrpo_trainer_cls
+from dagrpo_verl.integration.trainer import dagrpo_trainer_cls
 
 UIDS = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
 REWARDS = [1, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1, 1]

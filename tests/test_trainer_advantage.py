@@ -39,11 +39,11 @@ from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-from dagrpo_verl import core
+from dagrpo_verl.algo import core
 from dagrpo_verl.fields import IS_ANCHOR, JUDGE_SCORE
-from dagrpo_verl.legacy_trainer import DaGRPORayPPOTrainer, legacy_advantage_hook
+from dagrpo_verl.integration.legacy_trainer import DaGRPORayPPOTrainer, legacy_advantage_hook
+from dagrpo_verl.integration.trainer import dagrpo_trainer_cls
 from dagrpo_verl.main import compose_config
-from dagrpo_verl.trainer import dagrpo_trainer_cls
 
 # Two groups of 4 rollouts plus an anchor in group "b" (appended), varying response lengths.
 UIDS = ["a"] * 4 + ["b"] * 5
@@ -363,7 +363,7 @@ def test_legacy_update_batch_carries_the_anchor_flag_as_a_tensor():
     """What verl's legacy _update_actor does with the batch: to_tensordict, then left_right_2_no_padding."""
     from verl.workers.utils.padding import left_right_2_no_padding
 
-    from dagrpo_verl.legacy_trainer import anchors_as_tensor
+    from dagrpo_verl.integration.legacy_trainer import anchors_as_tensor
 
     size, prompt, response = 3, 4, 5
     attention = torch.ones(size, prompt + response, dtype=torch.long)

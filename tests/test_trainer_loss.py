@@ -25,13 +25,14 @@ import copy
 import pytest
 import torch
 from tensordict import TensorDict
+from verl.trainer.ppo import core_algos
 from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.utils.losses import ppo_loss
 
-from dagrpo_verl import core
+from dagrpo_verl.algo import core
 from dagrpo_verl.fields import IS_ANCHOR
-from dagrpo_verl.losses import dagrpo_ppo_loss
+from dagrpo_verl.integration.losses import dagrpo_ppo_loss
 from dagrpo_verl.main import compose_config
 
 PROMPT_LENGTHS = [3, 2, 4, 2]
@@ -130,6 +131,7 @@ def test_anchor_mask_reaches_the_policy_loss_and_its_gradient_is_the_shaping_one
         loss_agg_mode="token-mean",
         off_policy_gamma=0.1,
         global_batch_info={"dp_size": 1, "batch_num_tokens": sum(RESPONSE_LENGTHS), "global_batch_size": len(ANCHOR)},
+        agg_loss=core_algos.agg_loss,
     )
     torch.testing.assert_close(loss, expected)
     values = _values(metrics)

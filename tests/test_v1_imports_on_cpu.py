@@ -16,7 +16,7 @@
 Each import runs in a fresh interpreter (real verl, its plugin entry point included) and reports
 ``sys.modules``. verl's own v1 trainer imports ``verl.trainer.ppo.ray_trainer`` (for
 ``apply_kl_penalty``), so that module is not checked by presence: no module of ours on the v1 path may
-import it (or ``main_ppo_v0``) itself, checked on the source. ``dagrpo_verl.capabilities`` is exempt: it
+import it (or ``main_ppo_v0``) itself, checked on the source. ``dagrpo_verl.integration.capabilities`` is exempt: it
 probes verl's upstream hooks, some of which live in ``ray_trainer``, and only when asked.
 """
 
@@ -36,20 +36,22 @@ LEGACY_VERL = ("verl.trainer.main_ppo_v0", "verl.trainer.ppo.ray_trainer")
 #: runner (the agent-loop manager, the reward function, the plugin), and the lazy imports of ``main.run``.
 V1_PATH = """
 import verl
-import dagrpo_verl.main, dagrpo_verl.trainer, dagrpo_verl.agent_loop, dagrpo_verl.registration
-import dagrpo_verl.reward, dagrpo_verl.validation, dagrpo_verl.stock
+import dagrpo_verl.main, dagrpo_verl.integration.trainer, dagrpo_verl.integration.agent_loop
+import dagrpo_verl.integration.registration
+import dagrpo_verl.reward, dagrpo_verl.integration.validation, dagrpo_verl.integration.stock
 from verl.trainer.main_ppo import run_ppo
-from dagrpo_verl.trainer import DaGRPOTaskRunner
+from dagrpo_verl.integration.trainer import DaGRPOTaskRunner
 """
 
 
 def _modules_before_and_after_legacy(code: str) -> tuple[set[str], set[str]]:
     """``sys.modules`` after ``code`` in a fresh interpreter, and after then reading
-    ``dagrpo_verl.trainer.DaGRPORayPPOTrainer`` (the legacy names' old home)."""
+    ``dagrpo_verl.integration.trainer.DaGRPORayPPOTrainer`` (the legacy names' old home)."""
     report = "print('MODULES=' + json.dumps(sorted(sys.modules)))\n"
     script = (
         f"import json, sys\n{code}\n{report}"
-        f"import dagrpo_verl.trainer\nassert dagrpo_verl.trainer.DaGRPORayPPOTrainer.__name__\n{report}"
+        "import dagrpo_verl.integration.trainer\n"
+        f"assert dagrpo_verl.integration.trainer.DaGRPORayPPOTrainer.__name__\n{report}"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -72,9 +74,9 @@ def v1_modules(modules) -> set[str]:
 
 
 def test_the_v1_path_loads_no_legacy_trainer(v1_modules):
-    assert "dagrpo_verl.trainer" in v1_modules and "verl.trainer.ppo.v1.trainer_base" in v1_modules
+    assert "dagrpo_verl.integration.trainer" in v1_modules and "verl.trainer.ppo.v1.trainer_base" in v1_modules
     assert "verl.trainer.main_ppo_v0" not in v1_modules
-    assert "dagrpo_verl.legacy_trainer" not in v1_modules
+    assert "dagrpo_verl.integration.legacy_trainer" not in v1_modules
 
 
 def _legacy_imports(path: Path) -> list[str]:
@@ -100,7 +102,7 @@ def test_no_module_of_ours_on_the_v1_path_imports_verls_legacy_trainer(v1_module
     assert len(ours) > 10
     offending = []
     for name in ours:
-        if name == "dagrpo_verl.capabilities":
+        if name == "dagrpo_verl.integration.capabilities":
             continue
         relative = Path(*name.split(".")[1:])
         path = package / f"{relative}.py"
@@ -108,12 +110,12 @@ def test_no_module_of_ours_on_the_v1_path_imports_verls_legacy_trainer(v1_module
         offending += _legacy_imports(path)
     assert not offending, "the v1 path imports verl's legacy trainer:\n" + "\n".join(offending)
     # the check sees such an import: the legacy module has them
-    assert _legacy_imports(package / "legacy_trainer.py")
+    assert _legacy_imports(package / "integration" / "legacy_trainer.py")
 
 
 def test_the_legacy_names_load_the_legacy_trainer_on_demand(modules):
-    assert {"verl.trainer.main_ppo_v0", "dagrpo_verl.legacy_trainer"} <= modules[1]
-    import dagrpo_verl.trainer
+    assert {"verl.trainer.main_ppo_v0", "dagrpo_verl.integration.legacy_trainer"} <= modules[1]
+    import dagrpo_verl.integration.trainer
 
     with pytest.raises(AttributeError, match="no attribute 'NoSuchName'"):
-        dagrpo_verl.trainer.NoSuchName  # noqa: B018
+        dagrpo_verl.integration.trainer.NoSuchName  # noqa: B018

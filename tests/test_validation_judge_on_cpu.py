@@ -29,10 +29,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from dagrpo_verl.fields import IS_VALIDATION, JUDGE_SCORE
+from dagrpo_verl.integration.validation import validate_dagrpo_config
 from dagrpo_verl.judge import aclose_judges
 from dagrpo_verl.judge.testing import LocalJudgeServer, fixed_score
 from dagrpo_verl.main import compose_config
-from dagrpo_verl.validation import validate_dagrpo_config
 
 R = "reward.custom_reward_function"
 
@@ -85,7 +85,7 @@ def test_start_up_warns_when_no_manager_marks_validation(caplog):
     plain = ["algorithm.dagrpo.anchor.enable=false", "actor_rollout_ref.rollout.agent.agent_loop_manager_class=null"]
     for overrides, warned in [(common, False), (common + plain, True)]:
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="dagrpo_verl.validation"):
+        with caplog.at_level(logging.WARNING, logger="dagrpo_verl.integration.validation"):
             validate_dagrpo_config(compose_config(overrides))
         assert ("and every validation response (scores nothing uses)" in caplog.text) is warned, overrides
     assert OmegaConf.select(compose_config(), f"{R}.reward_kwargs.judge_validation") is False

@@ -13,9 +13,9 @@
 # limitations under the License.
 """Every copy of a verl body (``# mirrors verl 0.9.1 <module>:<symbol>``) is in sync with the installed verl.
 
-The markers are found by scanning the package's source (:func:`dagrpo_verl.verl_mirrors.find_markers`),
+The markers are found by scanning the package's source (:func:`dagrpo_verl.integration.verl_mirrors.find_markers`),
 verl's symbols are read from the installed verl with ``inspect.getsource``, and their fingerprints are
-compared with the committed ``dagrpo_verl/verl_mirrors.json``. Real verl throughout; the failure cases feed
+compared with the committed ``dagrpo_verl/integration/verl_mirrors.json``. Real verl throughout; the failure cases feed
 the checker an edited copy of verl's real source.
 """
 
@@ -26,8 +26,8 @@ from importlib.metadata import version
 
 import pytest
 
-from dagrpo_verl import verl_mirrors
-from dagrpo_verl.verl_mirrors import (
+from dagrpo_verl.integration import verl_mirrors
+from dagrpo_verl.integration.verl_mirrors import (
     Marker,
     check_mirrors,
     copied_lines,
@@ -65,8 +65,8 @@ def test_an_edited_verl_function_fails_naming_our_copy(markers):
     copies = [m for m in markers if m.key == target.key]
     assert len(problems) == len(copies)
     for marker, problem in zip(copies, problems, strict=True):
-        assert problem.startswith(f"dagrpo_verl/losses.py:{marker.line}: verl's {target.key} changed")
-        assert "re-sync the copy" in problem and "python -m dagrpo_verl.verl_mirrors --update" in problem
+        assert problem.startswith(f"dagrpo_verl/integration/losses.py:{marker.line}: verl's {target.key} changed")
+        assert "re-sync the copy" in problem and "python -m dagrpo_verl.integration.verl_mirrors --update" in problem
 
 
 def test_a_whitespace_only_change_in_verl_is_no_change():
@@ -93,7 +93,7 @@ def test_a_table_entry_no_marker_uses_fails(markers):
     problems = check_mirrors(markers, table)
     assert problems == [
         "verl_mirrors.json: verl.trainer.ppo.core_algos:agg_loss is named by no '# mirrors verl' marker; remove it "
-        "(then run `python -m dagrpo_verl.verl_mirrors --update` (rewrites verl_mirrors.json))."
+        "(then run `python -m dagrpo_verl.integration.verl_mirrors --update` (rewrites verl_mirrors.json))."
     ]
     (problem,) = check_mirrors(markers[:1], {})
     assert "has no fingerprint in verl_mirrors.json" in problem
@@ -147,5 +147,5 @@ def test_update_rewrites_the_table_from_the_installed_verl(tmp_path, monkeypatch
     assert verl_mirrors.main([]) == 1
     assert "is named by no '# mirrors verl' marker" in capsys.readouterr().err
     assert verl_mirrors.main(["--update"]) == 0
-    assert json.loads(table.read_text()) == load_fingerprints(verl_mirrors.PACKAGE_DIR / "verl_mirrors.json")
+    assert json.loads(table.read_text()) == load_fingerprints(verl_mirrors.FINGERPRINTS_FILE)
     assert f"{copied_lines(find_markers())} copied lines" in capsys.readouterr().out

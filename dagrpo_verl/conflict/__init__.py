@@ -15,7 +15,7 @@
 before and after DaGRPO's distinctiveness masks (paper eq. 5, 8-9).
 
 For every group (one prompt, its rollouts and anchors) with advantages ``A`` (Dr.GRPO, over the
-mixed group) and rectified advantages ``A' = λ·A`` (eq. 8-9), both from :mod:`dagrpo_verl.core`::
+mixed group) and rectified advantages ``A' = λ·A`` (eq. 8-9), both from :mod:`dagrpo_verl.algo.core`::
 
     g(S) = ∇θ Σ_{i∈S} A_i · log π(o_i | q_i)        (sequence log-likelihood: token sum, no length norm)
 
@@ -52,7 +52,7 @@ A policy is a Hugging Face directory or a verl checkpoint (``global_step_N`` or 
 folder; FSDP shards are merged in memory). Outputs in ``--out`` (default ``RUN_DIR/conflict``):
 ``conflict_samples.jsonl``, ``conflict_groups.csv`` (one row per group), ``conflict_summary.csv`` and
 ``.json`` (per step: mean, quantiles, count), ``gradient_conflict.jsonl`` (per step, metric names
-``dagrpo/conflict_<quantity>_<stat>``; :mod:`dagrpo_verl.plot` draws it next to the training
+``dagrpo/conflict_<quantity>_<stat>``; :mod:`dagrpo_verl.eval.plot` draws it next to the training
 curves of the run directory) and ``gradient_conflict.png``.
 """
 
@@ -60,7 +60,7 @@ from __future__ import annotations
 
 __all__ = ["CONFLICT_FILE", "GROUPS_TABLE", "QUANTITIES", "SAMPLES_FILE", "STATS", "metric_name"]
 
-#: Per-step metrics file the meter writes and :mod:`dagrpo_verl.plot` merges into a run's metrics.
+#: Per-step metrics file the meter writes and :mod:`dagrpo_verl.eval.plot` merges into a run's metrics.
 CONFLICT_FILE = "gradient_conflict.jsonl"
 
 #: The sampled groups the meter measured (token ids, rewards, judge scores, anchor flags, A, A').

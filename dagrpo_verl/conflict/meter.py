@@ -34,8 +34,8 @@ import torch
 from tqdm import tqdm
 
 import dagrpo_verl.conflict as conflict_package
-from dagrpo_verl import core
-from dagrpo_verl.config import dagrpo_config_from
+from dagrpo_verl.algo import core
+from dagrpo_verl.algo.settings import dagrpo_config_from
 from dagrpo_verl.conflict import CONFLICT_FILE, GROUPS_TABLE, QUANTITIES, SAMPLES_FILE, metric_name
 from dagrpo_verl.fields import ACC, IS_ANCHOR, JUDGE_SCORE
 
@@ -96,8 +96,8 @@ class GroupConflict:
 
 
 def group_advantages(samples: Sequence[Sample], algorithm_config: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(A, A')`` per sample, ``(bs,)`` each, from :func:`dagrpo_verl.core.compute_dagrpo_outcome_advantage`
-    with the run's ``algorithm`` settings (as :func:`dagrpo_verl.trainer.compute_batch_advantage` calls it).
+    """``(A, A')`` per sample, ``(bs,)`` each, from :func:`dagrpo_verl.algo.core.compute_dagrpo_outcome_advantage`
+    with the run's ``algorithm`` settings (as :func:`dagrpo_verl.integration.trainer.compute_batch_advantage` calls it).
 
     ``A`` is the estimator without masks; ``A'`` applies eq. 8-9 with ``algorithm.dagrpo.delta`` and
     ``on_missing_score`` whatever ``algorithm.dagrpo.rectification`` says (for a GRPO run, ``A'`` is
@@ -468,11 +468,11 @@ def sample_groups(
 
     Rollouts: the run's ``actor_rollout_ref.rollout`` sampling settings. Rewards and judge scores:
     the run's reward function (``reward.custom_reward_function``). Anchors: the run's
-    ``algorithm.dagrpo.anchor`` settings through the pure decisions of :mod:`dagrpo_verl.anchors` and
-    the anchor response of :func:`dagrpo_verl.agent_loop.anchor_response_ids`.
+    ``algorithm.dagrpo.anchor`` settings through the pure decisions of :mod:`dagrpo_verl.algo.anchors` and
+    the anchor response of :func:`dagrpo_verl.integration.agent_loop.anchor_response_ids`.
     """
-    from dagrpo_verl.agent_loop import _anchor_judge_score, anchor_response_ids, anchor_text_of
-    from dagrpo_verl.anchors import plan_anchor_groups, rollout_correct, skip_failed_anchors
+    from dagrpo_verl.algo.anchors import plan_anchor_groups, rollout_correct, skip_failed_anchors
+    from dagrpo_verl.integration.agent_loop import _anchor_judge_score, anchor_response_ids, anchor_text_of
 
     settings = SamplingSettings.from_config(config)
     anchor_config = dagrpo_config_from(config.algorithm).anchor

@@ -20,7 +20,7 @@ Expert (reference) solution, two steps and the answer::
 
 * **Reward** R (binary, as the paper's): 1 iff the last ``\\boxed{}`` equals a + b + c
   (math-verify with ``require_boxed``, graded in the bounded grading processes of
-  :mod:`dagrpo_verl.grading_pool`, as :mod:`dagrpo_verl.reward` grades).
+  :mod:`dagrpo_verl.grading.pool`, as :mod:`dagrpo_verl.reward` grades).
 * **Judge** S in [1, 10] (:func:`step_judge_score`): a rule judge that checks the work against the
   reference, standing in for the paper's LLM judge (final answer, validity and completeness of
   the reasoning)::
@@ -71,7 +71,7 @@ from typing import Any
 
 from dagrpo_verl.fields import ACC, ANCHOR_TEXT, GRADE_ERROR, GRADE_TIMEOUT, JUDGE_SCORE, QUESTION, REWARD_ERROR
 from dagrpo_verl.grading import ground_truth_text
-from dagrpo_verl.grading_pool import GradeStatus, get_grading_pool, grading_config_from, utf8_safe
+from dagrpo_verl.grading.pool import GradeStatus, get_grading_pool, grading_config_from, utf8_safe
 
 __all__ = [
     "DATA_SOURCE",
@@ -130,7 +130,7 @@ async def compute_score(
     LLM judge). The judge is the step checker; it takes no settings, so any other
     ``reward.custom_reward_function.reward_kwargs`` (such as the trainer config's ``judge`` block)
     is refused rather than silently ignored. ``grading`` is the grading bound
-    (``reward_kwargs.grading``, :class:`~dagrpo_verl.grading_pool.GradingConfig`). verl's reward-model
+    (``reward_kwargs.grading``, :class:`~dagrpo_verl.grading.pool.GradingConfig`). verl's reward-model
     arguments are unused.
     """
     del reward_router_address, reward_model_tokenizer

@@ -32,7 +32,7 @@ Shared by both: 8 prompts × 8 rollouts per step, lr 3e-3, 4 PPO epochs per batc
 ``docs/cpu.md`` ("The demo") says why and what it measured.
 
 Each run writes ``<out>/<run>-seed<k>/metrics.jsonl`` (verl's ``file`` logger) and
-``train.log``. The comparison is plotted with :mod:`dagrpo_verl.plot` (seed means) to
+``train.log``. The comparison is plotted with :mod:`dagrpo_verl.eval.plot` (seed means) to
 ``<out>/plots/`` and summarised in ``<out>/summary.json``: the mean on-policy rollout
 reward over the last steps of every run (anchors excluded, so DaGRPO is not credited
 for the expert's answers).
@@ -54,7 +54,7 @@ from tqdm import tqdm
 from dagrpo_verl.cpu.models import build_tiny_qwen2, smollm2_dir
 from dagrpo_verl.cpu.smoke import cpu_env
 from dagrpo_verl.data.synthetic import write_synthetic_task
-from dagrpo_verl.plot import OUTCOME_REWARD_KEYS, load_metrics, plot_runs
+from dagrpo_verl.eval.plot import OUTCOME_REWARD_KEYS, load_metrics, plot_runs
 
 __all__ = ["COST_KEYS", "RUNS", "main", "rollout_reward", "run_command", "seed_mean", "step_costs", "train_run"]
 
@@ -131,7 +131,7 @@ def train_run(name: str, command: list[str], run_dir: Path, steps: int, bar_posi
 
 
 def rollout_reward(frame: pd.DataFrame) -> pd.Series:
-    """On-policy reward per step: the first of :data:`~dagrpo_verl.plot.OUTCOME_REWARD_KEYS` the run
+    """On-policy reward per step: the first of :data:`~dagrpo_verl.eval.plot.OUTCOME_REWARD_KEYS` the run
     logged (the key the plot's reward panel draws)."""
     key = next(k for k in OUTCOME_REWARD_KEYS if k in frame.columns and frame[k].notna().any())
     return frame[key]

@@ -16,7 +16,7 @@
 Stands in for the GPU's multi-rank training: ``N`` processes (FSDP2 over gloo, the CPU
 platform of :mod:`dagrpo_verl.cpu`) each build verl 0.9.1's ``ActorRolloutRefWorker`` (role
 ``actor``) from the composed ``dagrpo_trainer`` config, get the DaGRPO loss with the trainers'
-own :func:`dagrpo_verl.trainer.install_dagrpo_loss`, take their share of one fixed batch as
+own :func:`dagrpo_verl.integration.trainer.install_dagrpo_loss`, take their share of one fixed batch as
 verl's dispatcher cuts it (``BatchData.chunk``, contiguous by data-parallel rank) and run
 ``update_actor``: ``TrainingWorker.train_mini_batch`` with dynamic batch sizes (verl equalises
 the number of micro-batches across ranks, not their anchors), the engine's global token
@@ -128,10 +128,10 @@ def _rank_main(args: argparse.Namespace, overrides: list[str]) -> None:
     from verl.utils.py_functional import rename_dict
     from verl.workers.engine_workers import ActorRolloutRefWorker
 
-    from dagrpo_verl.core import ANCHOR_TOKENS
-    from dagrpo_verl.losses import finish_loss_metrics
+    from dagrpo_verl.algo.core import ANCHOR_TOKENS
+    from dagrpo_verl.integration.losses import finish_loss_metrics
+    from dagrpo_verl.integration.trainer import install_dagrpo_loss
     from dagrpo_verl.main import compose_config
-    from dagrpo_verl.trainer import install_dagrpo_loss
 
     config = compose_config([*UPDATE_OVERRIDES, f"actor_rollout_ref.model.path={args.model}", *overrides])
     worker = ActorRolloutRefWorker(config=config.actor_rollout_ref, role="actor")

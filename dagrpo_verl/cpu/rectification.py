@@ -53,7 +53,7 @@ from dagrpo_verl.conflict import CONFLICT_FILE, GROUPS_TABLE, metric_name
 from dagrpo_verl.cpu.chain_sums import DATA_SOURCE, warm_start, write_chain_task
 from dagrpo_verl.cpu.demo import rollout_reward, seed_mean, train_run
 from dagrpo_verl.cpu.models import build_tiny_qwen2
-from dagrpo_verl.plot import load_metrics, plot_runs
+from dagrpo_verl.eval.plot import load_metrics, plot_runs
 
 __all__ = [
     "HELD_OUT_ACC",

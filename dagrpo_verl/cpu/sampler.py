@@ -24,7 +24,7 @@ subclass in through verl's own hook::
 
 It changes nothing but the interval. verl passes custom samplers neither the DAPO
 group-filtering arguments nor ``sync_refill_failed_groups``, so ``algorithm.filter_groups``
-would be ignored: :func:`dagrpo_verl.validation.validate_dagrpo_config` refuses it at
+would be ignored: :func:`dagrpo_verl.integration.validation.validate_dagrpo_config` refuses it at
 start-up. The class itself refuses any ``trainer.v1.trainer_mode`` but ``sync`` (the async
 trainers are untested on the CPU).
 """

@@ -35,7 +35,7 @@ from dagrpo_verl.eval.generate import SamplingSettings, make_generator
 from dagrpo_verl.eval.report import BenchmarkScore, score, table_frame, to_markdown
 from dagrpo_verl.eval.runner import RunInfo, evaluate, open_run, read_samples, regrade, samples_done
 from dagrpo_verl.eval.suite import BENCHMARKS, parse_samples
-from dagrpo_verl.grading_pool import GradingConfig, GradingConfigError
+from dagrpo_verl.grading.pool import GradingConfig, GradingConfigError
 
 __all__ = ["SCORES_FILE", "build_parser", "main", "write_reports"]
 

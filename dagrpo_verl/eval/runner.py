@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from dagrpo_verl.eval.data import Problem
 from dagrpo_verl.eval.generate import Generator, Request, SamplingSettings, prompt_text
-from dagrpo_verl.grading_pool import GradingConfig, get_grading_pool
+from dagrpo_verl.grading.pool import GradingConfig, get_grading_pool
 
 __all__ = [
     "RUN_FILE",
@@ -63,7 +63,7 @@ class SampleRecord:
     correct: bool
     ground_truth: str
     #: how grading ended: ``ok``, ``timeout`` or ``error`` (both scored not correct); see
-    #: :class:`dagrpo_verl.grading_pool.GradeStatus`. Caches written before it existed read ``ok``.
+    #: :class:`dagrpo_verl.grading.pool.GradeStatus`. Caches written before it existed read ``ok``.
     grade_status: str = "ok"
 
 
@@ -159,7 +159,7 @@ def evaluate(
         out_dir: output directory already set up by :func:`open_run`.
         chunk_size: requests (prompts) per generation call; the cache is written after each chunk.
         progress: show a tqdm bar over the samples still to generate.
-        grading: the grading bound (the reward function's bounded path, :mod:`dagrpo_verl.grading_pool`).
+        grading: the grading bound (the reward function's bounded path, :mod:`dagrpo_verl.grading.pool`).
     """
     if chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {chunk_size}.")

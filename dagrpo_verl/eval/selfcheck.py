@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from dagrpo_verl.eval.data import Problem
 from dagrpo_verl.grading import DIGIT_LABELS, LETTER_LABELS, is_choice_task
-from dagrpo_verl.grading_pool import GradingPool, get_grading_pool
+from dagrpo_verl.grading.pool import GradingPool, get_grading_pool
 
 __all__ = ["SelfCheck", "grader_selfcheck", "reference_responses", "wrong_answers"]
 

@@ -13,9 +13,9 @@
 # limitations under the License.
 """Group-level judging: one prompt's responses, judged together once the group is graded (lazy judging).
 
-The DaGRPO agent loops (:mod:`dagrpo_verl.agent_loop`) call :func:`judge_group` once per training group,
+The DaGRPO agent loops (:mod:`dagrpo_verl.integration.agent_loop`) call :func:`judge_group` once per training group,
 after its responses are graded and anchors are mixed in, with ``needed`` telling whether a score can
-change an advantage of the group (:func:`dagrpo_verl.core.group_needs_judge_scores`):
+change an advantage of the group (:func:`dagrpo_verl.algo.core.group_needs_judge_scores`):
 
 * needed: every item is judged in one :meth:`~dagrpo_verl.judge.core.Judge.score` call (concurrently, under
   the judge's ``max_concurrency``); the requests of a group share their instructions, problem and

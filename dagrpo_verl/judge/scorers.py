@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass
 
 from dagrpo_verl.grading import extract_boxed
-from dagrpo_verl.grading_pool import GradeStatus, get_grading_pool
+from dagrpo_verl.grading.pool import GradeStatus, get_grading_pool
 from dagrpo_verl.judge import metrics
 from dagrpo_verl.judge.prompt import JudgePrompt, build_prompt, parse_verdict
 
@@ -93,7 +93,7 @@ class RuleScorer(Scorer):
     S = 1 + 6·[final answer matches the reference's, by math-verify]
           + 3·(share of the reference's numbers that also occur in the response).
 
-    The answer is graded in :mod:`dagrpo_verl.grading_pool` (bounded in any thread); a grade
+    The answer is graded in :mod:`dagrpo_verl.grading.pool` (bounded in any thread); a grade
     that times out or fails leaves the score missing.
 
     The reference's final answer is its last ``\\boxed{}`` (or the whole reference when it is

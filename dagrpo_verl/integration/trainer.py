@@ -22,12 +22,12 @@ This module routes them without forking verl:
 * **v1 trainer** (``trainer.use_v1=true``, verl's default): :class:`DaGRPOTrainerMixin`
   overrides ``PPOTrainer._compute_advantage`` (reads ``judge_score``/``is_anchor`` from
   TransferQueue, keeps anchors out of rollout-correction weights, logs ``dagrpo/*`` and
-  ``judge/*`` metrics) and ``PPOTrainer._setup`` (sends :func:`dagrpo_verl.losses.dagrpo_ppo_loss`
+  ``judge/*`` metrics) and ``PPOTrainer._setup`` (sends :func:`dagrpo_verl.integration.losses.dagrpo_ppo_loss`
   to the actor workers). :func:`dagrpo_trainer_cls` mixes it into whichever trainer
   ``trainer.v1.trainer_mode`` selects.
-* **legacy trainer** (``trainer.use_v1=false``): :mod:`dagrpo_verl.legacy_trainer`, imported only for
+* **legacy trainer** (``trainer.use_v1=false``): :mod:`dagrpo_verl.integration.legacy_trainer`, imported only for
   that setting, so the v1 path loads nothing of verl's deprecated ``main_ppo_v0``/``RayPPOTrainer``.
-  Its names are still reachable here (``dagrpo_verl.trainer.DaGRPORayPPOTrainer`` ...), loaded on
+  Its names are still reachable here (``dagrpo_verl.integration.trainer.DaGRPORayPPOTrainer`` ...), loaded on
   first access.
 
 For any estimator other than ``dagrpo`` the hooks defer to verl, and the loss is only
@@ -58,15 +58,16 @@ from verl.utils.logging_utils import configure_verl_logging
 from verl.workers.config import ActorConfig
 from verl.workers.utils.padding import response_to_nested
 
-from dagrpo_verl import core
-from dagrpo_verl.config import advantage_settings, dagrpo_config_from
-from dagrpo_verl.diagnostics import onpolicy_diagnostics
+from dagrpo_verl.algo import core
+from dagrpo_verl.algo.settings import dagrpo_config_from
 from dagrpo_verl.fields import DAGRPO_ESTIMATOR, IS_ANCHOR, JUDGE_SCORE, JUDGE_STATS
+from dagrpo_verl.integration.config import advantage_settings
+from dagrpo_verl.integration.diagnostics import onpolicy_diagnostics
+from dagrpo_verl.integration.judge_health import record_step
+from dagrpo_verl.integration.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss, finish_loss_metrics
+from dagrpo_verl.integration.metrics_file import keep_metrics_file
+from dagrpo_verl.integration.resume import CheckpointSettingsMixin
 from dagrpo_verl.judge.metrics import JudgeStats, pop_stats_from, stats_from_records
-from dagrpo_verl.judge_health import record_step
-from dagrpo_verl.losses import DAGRPO_LOSS_MODE, dagrpo_ppo_loss, finish_loss_metrics
-from dagrpo_verl.metrics_file import keep_metrics_file
-from dagrpo_verl.resume import CheckpointSettingsMixin
 from dagrpo_verl.reward import FAULT_METRICS, check_error_budget, fault_metrics, pop_error_examples_from
 
 __all__ = [
@@ -81,7 +82,8 @@ __all__ = [
     "rollout_correction_without_anchors",
 ]
 
-#: Names of :mod:`dagrpo_verl.legacy_trainer` also reachable as ``dagrpo_verl.trainer.<name>`` (loaded on access).
+#: Names of :mod:`dagrpo_verl.integration.legacy_trainer` also reachable as
+#: ``dagrpo_verl.integration.trainer.<name>`` (loaded on access).
 _LEGACY_NAMES = ("DaGRPOLegacyTaskRunner", "DaGRPORayPPOTrainer", "anchors_as_tensor", "legacy_advantage_hook")
 
 logger = logging.getLogger(__name__)
@@ -115,7 +117,7 @@ def install_dagrpo_loss(config: DictConfig, actor_rollout_wg: Any) -> bool:
 def batch_onpolicy_diagnostics(
     config: DictConfig, data: DataProto, response_lengths: torch.Tensor, on_policy: torch.Tensor, entropy=None
 ) -> dict[str, float]:
-    """:func:`dagrpo_verl.diagnostics.onpolicy_diagnostics` of a padded batch (``response_mask``,
+    """:func:`dagrpo_verl.integration.diagnostics.onpolicy_diagnostics` of a padded batch (``response_mask``,
     ``old_log_probs``, ``rollout_log_probs``, ``entropy`` when present) with the actor's settings."""
     actor = config.actor_rollout_ref.actor
     return onpolicy_diagnostics(
@@ -162,7 +164,7 @@ def compute_batch_advantage(
     algorithm_config: Any,
     source_rows: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """DaGRPO advantages of a verl batch via :func:`dagrpo_verl.core.compute_dagrpo_outcome_advantage`.
+    """DaGRPO advantages of a verl batch via :func:`dagrpo_verl.algo.core.compute_dagrpo_outcome_advantage`.
 
     Args:
         token_level_rewards, response_mask: ``(bs, T)``.
@@ -240,7 +242,7 @@ class DaGRPOTrainerMixin(CheckpointSettingsMixin):
 
     Use through :func:`dagrpo_trainer_cls`. Expects the agent loop to put two top-level
     TransferQueue fields per sample, ``is_anchor`` (bool) and ``judge_score`` (float32, NaN =
-    missing) -- :class:`dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ` does. Without
+    missing) -- :class:`dagrpo_verl.integration.agent_loop.DaGRPOAgentLoopManagerTQ` does. Without
     ``judge_score`` the scores are read from the reward extra info inside ``extra_fields``
     (verl's own ``AgentLoopManagerTQ``); without ``is_anchor`` no sample is an anchor.
     """
@@ -252,7 +254,7 @@ class DaGRPOTrainerMixin(CheckpointSettingsMixin):
 
     def _update_actor(self, batch, metrics: dict):
         """verl's actor update; the loss's summed anchor metrics become token-weighted ratios
-        (:func:`dagrpo_verl.losses.finish_loss_metrics`)."""
+        (:func:`dagrpo_verl.integration.losses.finish_loss_metrics`)."""
         actor_metrics: dict = {}
         batch = super()._update_actor(batch, metrics=actor_metrics)
         metrics.update(finish_loss_metrics(actor_metrics))
@@ -424,7 +426,7 @@ class _DaGRPOTaskRunnerV1(TaskRunnerV1.__ray_actor_class__):
 
     def run(self, config: DictConfig):
         """verl's ``TaskRunnerV1.run`` (0.9.1) with the DaGRPO trainer class; ``fit`` runs inside
-        :func:`dagrpo_verl.metrics_file.keep_metrics_file` (no metrics erased on restart)."""
+        :func:`dagrpo_verl.integration.metrics_file.keep_metrics_file` (no metrics erased on restart)."""
         # mirrors verl 0.9.1 verl.trainer.main_ppo:TaskRunnerV1.run
         configure_verl_logging()
         import transfer_queue as tq
@@ -458,9 +460,10 @@ DaGRPOTaskRunner = ray.remote(_DaGRPOTaskRunnerV1)
 
 
 def __getattr__(name: str) -> Any:
-    """The legacy trainer's names under their old home, importing :mod:`dagrpo_verl.legacy_trainer` on first use."""
+    """The legacy trainer's names under their old home, importing
+    :mod:`dagrpo_verl.integration.legacy_trainer` on first use."""
     if name in _LEGACY_NAMES:
-        from dagrpo_verl import legacy_trainer
+        from dagrpo_verl.integration import legacy_trainer
 
         return getattr(legacy_trainer, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,13 +19,13 @@ per-sample extra. :func:`dagrpo_ppo_loss` mirrors it line for line (global-batch
 normalisation, entropy bonus, KL loss, metric aggregation) and adds one thing:
 it selects the per-sample ``is_anchor`` flag of the micro-batch and passes it as
 ``anchor_mask`` to the ``dagrpo`` policy loss, so anchor tokens get the LUFFY
-policy shaping of :func:`dagrpo_verl.core.compute_dagrpo_policy_loss`.
+policy shaping of :func:`dagrpo_verl.algo.core.compute_dagrpo_policy_loss`.
 
 The trainers install it with ``actor_rollout_ref_wg.set_loss_fn(partial(dagrpo_ppo_loss,
 config=actor_config))`` (verl's ``ActorRolloutRefWorker.set_loss_fn``), as verl's
 own trainers do for the critic's ``value_loss``.
 
-The loss's anchor metrics are per-micro-batch sums (:data:`dagrpo_verl.core.SUMMED_LOSS_METRICS`,
+The loss's anchor metrics are per-micro-batch sums (:data:`dagrpo_verl.algo.core.SUMMED_LOSS_METRICS`,
 emitted by every micro-batch, so every data-parallel rank reports the same keys);
 :func:`finish_loss_metrics` turns their totals into the logged token-weighted ratios.
 """
@@ -43,7 +43,7 @@ from verl.utils.metric import AggregationType, Metric
 from verl.workers.config import ActorConfig
 from verl.workers.utils.padding import no_padding_2_padding
 
-from dagrpo_verl.core import SUMMED_LOSS_METRICS
+from dagrpo_verl.algo.core import SUMMED_LOSS_METRICS
 from dagrpo_verl.fields import DAGRPO_LOSS_MODE, IS_ANCHOR, METRIC_PREFIX
 
 __all__ = ["DAGRPO_LOSS_MODE", "dagrpo_ppo_loss", "finish_loss_metrics"]

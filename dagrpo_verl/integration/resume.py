@@ -17,7 +17,7 @@ verl 0.9.1 saves, per checkpoint ``global_step_N/``, the actor (weights, optimiz
 RNG states under ``actor/``) and the dataloader position (``data.pt``), but not the config: a
 restart (``trainer.resume_mode=auto``) takes every setting from its own command line, so a restart
 with a different recipe silently continues a run under other settings. The DaGRPO trainers of
-:mod:`dagrpo_verl.trainer` therefore write :data:`SETTINGS_FILE` next to verl's files
+:mod:`dagrpo_verl.integration.trainer` therefore write :data:`SETTINGS_FILE` next to verl's files
 (:func:`save_settings`) and compare it on resume (:func:`check_settings`): every key of
 :data:`SETTING_KEYS` that changed is named in one WARNING with its old and new value (a WARNING, not
 an error: changing a setting on resume can be deliberate; it is never silent). Credentials in a judge

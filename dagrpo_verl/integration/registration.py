@@ -19,7 +19,7 @@ verl only logs plugin import errors at DEBUG level; this module logs them at ERR
 with the traceback and re-raises, so a broken install is loud.
 
 Both functions are thin adapters from verl's calling conventions to
-:mod:`dagrpo_verl.core`.
+:mod:`dagrpo_verl.algo.core`.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ try:
 
     import numpy as np
     import torch
-    from verl.trainer.ppo.core_algos import register_adv_est, register_policy_loss
+    from verl.trainer.ppo.core_algos import agg_loss, register_adv_est, register_policy_loss
 
-    from dagrpo_verl import core
-    from dagrpo_verl.capabilities import estimator_fields_supported, loss_fields_supported
+    from dagrpo_verl.algo import core
+    from dagrpo_verl.algo.settings import dagrpo_config_from
     from dagrpo_verl.fields import DAGRPO_ESTIMATOR, DAGRPO_LOSS_MODE, IS_ANCHOR, JUDGE_SCORE, JUDGE_STATS
-    from dagrpo_verl.stock import install_start_up_check
+    from dagrpo_verl.integration.capabilities import estimator_fields_supported, loss_fields_supported
+    from dagrpo_verl.integration.stock import install_start_up_check
 except Exception:  # pragma: no cover - exercised by the broken-install test in a subprocess
     logger.exception("dagrpo_verl: failed to register the DaGRPO estimator and loss with verl")
     raise
@@ -46,15 +47,15 @@ except Exception:  # pragma: no cover - exercised by the broken-install test in 
 __all__ = ["compute_dagrpo_advantage", "compute_policy_loss_dagrpo"]
 
 #: Per-sample fields the estimator and the loss read. On a verl with upstream/0002 and 0004 they are
-#: declared, and verl's own trainer hands them over (detected by capability, see dagrpo_verl.capabilities);
-#: on verl 0.9.1 the trainer hooks of dagrpo_verl.trainer do. ``judge_stats`` (the group judge's counters,
+#: declared, and verl's own trainer hands them over (detected by capability, see dagrpo_verl.integration.capabilities);
+#: on verl 0.9.1 the trainer hooks of dagrpo_verl.integration.trainer do. ``judge_stats`` (the group judge's counters,
 #: on one sample per group) becomes the step's judge/* metrics where verl logs estimator metrics (0003).
 ESTIMATOR_FIELDS = (JUDGE_SCORE, IS_ANCHOR, JUDGE_STATS)
 LOSS_FIELDS = (IS_ANCHOR,)
 _ESTIMATOR_DECLARATION = {"batch_fields": ESTIMATOR_FIELDS} if estimator_fields_supported() else {}
 _LOSS_DECLARATION = {"batch_fields": LOSS_FIELDS} if loss_fields_supported() else {}
 
-# `python -m verl.trainer.main_ppo` runs DaGRPO's start-up checks before Ray starts (dagrpo_verl.stock).
+# `python -m verl.trainer.main_ppo` runs DaGRPO's start-up checks before Ray starts (dagrpo_verl.integration.stock).
 install_start_up_check()
 
 
@@ -96,7 +97,7 @@ def compute_dagrpo_advantage(
         response_mask: ``(bs, T)``.
         index: ``(bs,)`` group labels (verl's ``uid``).
         config: verl's ``algorithm`` config; reads ``norm_adv_by_std_in_grpo`` and
-            the ``dagrpo`` block (:class:`dagrpo_verl.config.DaGRPOConfig`).
+            the ``dagrpo`` block (:class:`dagrpo_verl.algo.settings.DaGRPOConfig`).
         judge_scores: ``(bs,)`` float, NaN = missing. Falls back to
             ``non_tensor_batch['judge_score']`` / ``batch['judge_score']``.
         anchor_mask: ``(bs,)`` bool. Falls back to ``non_tensor_batch['is_anchor']``.
@@ -109,9 +110,9 @@ def compute_dagrpo_advantage(
         (upstream/0003) also the ``dagrpo/*`` metrics, and the ``judge/*`` metrics of the group judge
         (``non_tensor_batch['judge_stats']``, :mod:`dagrpo_verl.judge.group`), as a third element.
     """
-    # Imported here: dagrpo_verl.config imports verl, whose plugin loader imports this module,
-    # so a top-level import would fail whenever dagrpo_verl.config is imported before verl.
-    from dagrpo_verl.config import advantage_settings, dagrpo_config_from
+    # Imported here: dagrpo_verl.integration.config imports verl, whose plugin loader imports this module,
+    # so a top-level import would fail whenever that module is imported before verl.
+    from dagrpo_verl.integration.config import advantage_settings
 
     settings = dagrpo_config_from(config)
     if judge_scores is None:
@@ -127,8 +128,10 @@ def compute_dagrpo_advantage(
         epsilon=epsilon,
         **advantage_settings(config),
     )
-    if non_tensor_batch is not None:  # called by verl's trainer: one training step (dagrpo_verl.judge_health)
-        from dagrpo_verl.judge_health import record_step
+    if (
+        non_tensor_batch is not None
+    ):  # called by verl's trainer: one training step (dagrpo_verl.integration.judge_health)
+        from dagrpo_verl.integration.judge_health import record_step
 
         record_step(int(stats["missing_scores"]), int(stats["needed_scores"]), settings, config)
     if _estimator_metrics_key() is not None:
@@ -182,4 +185,5 @@ def compute_policy_loss_dagrpo(
         off_policy_gamma=float(gamma),
         rollout_is_weights=rollout_is_weights,
         global_batch_info=config.global_batch_info,
+        agg_loss=agg_loss,
     )

@@ -31,7 +31,7 @@ capability                   detected by                                        
 
 The cheap checks (signatures, attributes) import only what ``import verl`` loads for the plugin
 anyway; the probe and the ``ray_trainer`` check import verl's legacy trainer module, so they run
-at start-up (:mod:`dagrpo_verl.stock`), not at plugin import.
+at start-up (:mod:`dagrpo_verl.integration.stock`), not at plugin import.
 """
 
 from __future__ import annotations

@@ -19,12 +19,12 @@ path (``VERL_FILE_LOGGER_PATH``, as the recipes set it) a restart with
 ``trainer.resume_mode=auto`` therefore erases every step logged before it. verl has no
 registry for logger backends, so :func:`keep_metrics_file` swaps the class in
 ``verl.utils.tracking`` for the duration of ``fit`` (in the process that runs it, the DaGRPO
-task runners of :mod:`dagrpo_verl.trainer`), as :func:`dagrpo_verl.legacy_trainer.legacy_advantage_hook`
-does for the advantage function:
+task runners of :mod:`dagrpo_verl.integration.trainer`), as
+:func:`dagrpo_verl.integration.legacy_trainer.legacy_advantage_hook` does for the advantage function:
 
 * a run that resumes from a checkpoint **appends** to the file (steps after the checkpoint
   that are run again appear twice, the later line last; readers such as
-  :mod:`dagrpo_verl.plot` keep the last value per step);
+  :mod:`dagrpo_verl.eval.plot` keep the last value per step);
 * a fresh start whose file already holds metrics moves that file aside to
   ``<path>.previous-<YYYYmmdd-HHMMSS>`` first: nothing is erased.
 """

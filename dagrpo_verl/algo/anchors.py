@@ -15,10 +15,10 @@
 
 No verl, no Ray, no tokenizer: these functions take per-sample arrays of one batch
 (any order, groups identified by ``uid`` values, never by position) and return
-decisions keyed by ``uid``. The verl glue in :mod:`dagrpo_verl.agent_loop` builds
+decisions keyed by ``uid``. The verl glue in :mod:`dagrpo_verl.integration.agent_loop` builds
 the anchor samples from these decisions.
 
-Definitions (``algorithm.dagrpo.anchor``, :class:`dagrpo_verl.config.AnchorConfig`):
+Definitions (``algorithm.dagrpo.anchor``, :class:`dagrpo_verl.algo.settings.AnchorConfig`):
 
 * a rollout is *correct* when its reward extra info ``acc`` is > 0 where the reward
   function returns ``acc`` (DaGRPO's ``dagrpo_verl.reward.compute_score`` does:
@@ -41,7 +41,7 @@ from typing import Hashable, Optional, Sequence
 
 import numpy as np
 
-from dagrpo_verl.config import AnchorConfig
+from dagrpo_verl.algo.settings import AnchorConfig
 
 __all__ = [
     "GroupPlan",
@@ -79,9 +79,9 @@ class GroupPlan:
 def anchor_setup_problem(config: AnchorConfig, rollout_n: int, legacy: bool) -> str | None:
     """What makes the anchor settings impossible with ``actor_rollout_ref.rollout.n`` and the trainer, or None.
 
-    The one statement of these rules: the start-up check (:func:`dagrpo_verl.validation.validate_dagrpo_config`,
-    before Ray starts) and the anchor-mixing managers (:func:`dagrpo_verl.agent_loop.check_anchor_setup`) both
-    refuse what it names.
+    The one statement of these rules: the start-up check
+    (:func:`dagrpo_verl.integration.validation.validate_dagrpo_config`, before Ray starts) and the anchor-mixing
+    managers (:func:`dagrpo_verl.integration.agent_loop.check_anchor_setup`) both refuse what it names.
 
     Args:
         config: ``algorithm.dagrpo.anchor`` (anchors enabled).

@@ -207,7 +207,7 @@ class _GraderProcess:
         # path, e.g. a checkout run from its directory; shadowing nothing).
         package_root = str(Path(__file__).resolve().parents[1])
         code = (
-            f"import sys; sys.path.append({package_root!r}); from dagrpo_verl.grading_pool import _serve; "
+            f"import sys; sys.path.append({package_root!r}); from dagrpo_verl.grading.pool import _serve; "
             f"_serve({os.getpid()}, {soft!r}, {config.memory_mb})"
         )
         if not sys.executable:
@@ -371,7 +371,7 @@ class GradingPool:
                     f"exited with code {code}" if code is not None else f"sent no handshake in {START_TIMEOUT_S:.0f} s"
                 )
                 raise GraderStartError(
-                    f"a grading process ({sys.executable} -c 'from dagrpo_verl.grading_pool import _serve ...') {why}, "
+                    f"a grading process ({sys.executable} -c 'from dagrpo_verl.grading.pool import _serve ...') {why}, "
                     f"twice; its stderr is above. Check that math-verify imports in that interpreter and that "
                     f"{CONFIG_PREFIX}.memory_mb={self.config.memory_mb} leaves room to import it."
                 )

@@ -14,7 +14,7 @@
 """verl's legacy trainer (``trainer.use_v1=false``) with the DaGRPO hooks.
 
 Imported only when ``trainer.use_v1=false`` (:func:`dagrpo_verl.main.run`): verl 0.9.1 marks its
-legacy ``main_ppo_v0`` deprecated, and the v1 path (:mod:`dagrpo_verl.trainer`) must keep working
+legacy ``main_ppo_v0`` deprecated, and the v1 path (:mod:`dagrpo_verl.integration.trainer`) must keep working
 when verl removes it.
 
 :class:`DaGRPORayPPOTrainer`'s ``fit`` calls the module function ``ray_trainer.compute_advantage``,
@@ -22,7 +22,7 @@ which passes no per-sample data to custom estimators; the only hook is to replac
 the duration of ``fit`` (:func:`legacy_advantage_hook`), as verl PR #7473 would do upstream.
 :class:`DaGRPOLegacyTaskRunner` is the Ray task runner that builds it. The pieces shared with the v1
 trainer (the loss installation, the advantage of a batch, the judge metrics) live in
-:mod:`dagrpo_verl.trainer`.
+:mod:`dagrpo_verl.integration.trainer`.
 """
 
 from __future__ import annotations
@@ -45,20 +45,20 @@ from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 from verl.trainer.ppo.utils import create_rl_dataset, create_rl_sampler, need_critic, need_reference_policy
 from verl.utils.config import omega_conf_to_dataclass, validate_config
 
-from dagrpo_verl import core
+from dagrpo_verl.algo import core
 from dagrpo_verl.fields import DAGRPO_ESTIMATOR, IS_ANCHOR, JUDGE_SCORE, JUDGE_STATS
-from dagrpo_verl.judge.metrics import JudgeStats, pop_stats_from, stats_from_records
-from dagrpo_verl.losses import finish_loss_metrics
-from dagrpo_verl.metrics_file import keep_metrics_file
-from dagrpo_verl.resume import CheckpointSettingsMixin
-from dagrpo_verl.reward import FAULT_METRICS, check_error_budget, fault_metrics, pop_error_examples_from
-from dagrpo_verl.stock import dagrpo_trainer_hooks
-from dagrpo_verl.trainer import (
+from dagrpo_verl.integration.losses import finish_loss_metrics
+from dagrpo_verl.integration.metrics_file import keep_metrics_file
+from dagrpo_verl.integration.resume import CheckpointSettingsMixin
+from dagrpo_verl.integration.stock import dagrpo_trainer_hooks
+from dagrpo_verl.integration.trainer import (
     batch_onpolicy_diagnostics,
     compute_batch_advantage,
     install_dagrpo_loss,
     merged_judge_metrics,
 )
+from dagrpo_verl.judge.metrics import JudgeStats, pop_stats_from, stats_from_records
+from dagrpo_verl.reward import FAULT_METRICS, check_error_budget, fault_metrics, pop_error_examples_from
 
 __all__ = ["DaGRPOLegacyTaskRunner", "DaGRPORayPPOTrainer", "anchors_as_tensor", "legacy_advantage_hook"]
 
@@ -182,7 +182,7 @@ class _DaGRPOLegacyTaskRunner(BaseTaskRunner):
 
     def run(self, config: DictConfig):
         """verl's ``main_ppo_v0.TaskRunner.run`` (0.9.1) with the DaGRPO trainer class; ``fit`` runs inside
-        :func:`dagrpo_verl.metrics_file.keep_metrics_file`."""
+        :func:`dagrpo_verl.integration.metrics_file.keep_metrics_file`."""
         # mirrors verl 0.9.1 verl.trainer.main_ppo_v0:TaskRunner.run
         print(f"TaskRunner hostname: {socket.gethostname()}, PID: {os.getpid()}")
         pprint(OmegaConf.to_container(config, resolve=True))
@@ -193,7 +193,7 @@ class _DaGRPOLegacyTaskRunner(BaseTaskRunner):
         self.add_reward_model_resource_pool(config)
         self.add_teacher_model_resource_pool(config)
         self.add_ref_policy_worker(config, actor_rollout_cls)
-        with dagrpo_trainer_hooks():  # this task runner carries the DaGRPO hooks (dagrpo_verl.stock)
+        with dagrpo_trainer_hooks():  # this task runner carries the DaGRPO hooks (dagrpo_verl.integration.stock)
             validate_config(
                 config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
             )

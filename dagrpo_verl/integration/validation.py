@@ -31,8 +31,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dagrpo_verl.anchors import anchor_setup_problem
-from dagrpo_verl.config import DaGRPOConfig, dagrpo_config_from
+from dagrpo_verl.algo.anchors import anchor_setup_problem
+from dagrpo_verl.algo.settings import DaGRPOConfig, dagrpo_config_from
 from dagrpo_verl.fields import ANCHOR_TEXT, DAGRPO_ESTIMATOR, DAGRPO_LOSS_MODE
 
 __all__ = [
@@ -48,8 +48,19 @@ logger = logging.getLogger(__name__)
 #: ``reward.custom_reward_function.path`` of the reward that returns the judge score.
 DAGRPO_REWARD_PATH = "pkg://dagrpo_verl.reward"
 _LOSS_TARGET = "dagrpo_verl.config.DaGRPOPolicyLossConfig"
-_V1_MANAGER = "dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ"
-_LEGACY_MANAGER = "dagrpo_verl.agent_loop.DaGRPOAgentLoopManager"
+_AGENT_LOOP_MODULE = "dagrpo_verl.integration.agent_loop"
+_V1_MANAGER = _AGENT_LOOP_MODULE + ".DaGRPOAgentLoopManagerTQ"
+_LEGACY_MANAGER = _AGENT_LOOP_MODULE + ".DaGRPOAgentLoopManager"
+#: The agent loop module's path in dagrpo-verl 0.1.0, still loadable (the alias ``dagrpo_verl/agent_loop.py``).
+_AGENT_LOOP_ALIAS = "dagrpo_verl.agent_loop"
+
+
+def _agent_loop_manager(config: DictConfig) -> Any:
+    """``actor_rollout_ref.rollout.agent.agent_loop_manager_class``, a 0.1.0 path written as today's."""
+    manager = _select(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class")
+    if isinstance(manager, str) and manager.startswith(_AGENT_LOOP_ALIAS + "."):
+        return _AGENT_LOOP_MODULE + manager[len(_AGENT_LOOP_ALIAS) :]
+    return manager
 
 
 class DaGRPOConfigError(ValueError):
@@ -137,7 +148,7 @@ def _check_anchor_training(config: DictConfig, estimator: Any, loss_mode: Any) -
     into the groups and verl would train them as ordinary rollouts (a "GRPO baseline" that learns from the
     experts through the clipped surrogate with placeholder log-probs).
     """
-    from dagrpo_verl.stock import ANCHOR_MIXER, mixes_anchors
+    from dagrpo_verl.integration.stock import ANCHOR_MIXER, mixes_anchors
 
     if not mixes_anchors(config) or (estimator == DAGRPO_ESTIMATOR and loss_mode == DAGRPO_LOSS_MODE):
         return
@@ -383,7 +394,7 @@ def _warn_judged_validation(config: DictConfig, backend: str) -> None:
     agent-loop manager (it marks the samples it judges itself)."""
     if backend not in ("openai", "hf"):
         return
-    manager = _select(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class")
+    manager = _agent_loop_manager(config)
     if manager in (_V1_MANAGER, _LEGACY_MANAGER):
         return
     expected = _V1_MANAGER if bool(_select(config, "trainer.use_v1", True)) else _LEGACY_MANAGER
@@ -411,9 +422,9 @@ def _check_anchors(config: DictConfig, loss_mode: str, use_v1: bool) -> None:
             f"actor_rollout_ref.actor.policy_loss.loss_mode=dagrpo and "
             f"actor_rollout_ref.actor.policy_loss._target_={_LOSS_TARGET} (or algorithm.dagrpo.anchor.enable=false)."
         )
-    manager = _select(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class")
+    manager = _agent_loop_manager(config)
     expected = _V1_MANAGER if use_v1 else _LEGACY_MANAGER
-    from dagrpo_verl.stock import ANCHOR_MIXER
+    from dagrpo_verl.integration.stock import ANCHOR_MIXER
 
     mixer = use_v1 and _select(config, "actor_rollout_ref.rollout.agent.group_transform_class") == ANCHOR_MIXER
     if not mixer and (not manager or (manager in (_V1_MANAGER, _LEGACY_MANAGER) and manager != expected)):

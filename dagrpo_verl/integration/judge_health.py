@@ -13,7 +13,7 @@
 # limitations under the License.
 """A rectification run whose judge gives no scores: warned about per step, stopped after several steps in a row.
 
-Policy (``algorithm.dagrpo.judge_health``, :class:`dagrpo_verl.config.JudgeHealthConfig`; defaults
+Policy (``algorithm.dagrpo.judge_health``, :class:`dagrpo_verl.algo.settings.JudgeHealthConfig`; defaults
 ``max_missing_frac=0.2``, ``max_bad_steps=5``): a training step in which more than
 ``max_missing_frac`` of the responses that needed a judge score (advantage != 0: those eq. 8-9 act
 on) reached the estimator without one logs a WARNING
@@ -37,7 +37,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dagrpo_verl.config import DaGRPOConfig
+from dagrpo_verl.algo.settings import DaGRPOConfig
 
 __all__ = ["JudgeHealth", "JudgeUnavailableError", "judge_endpoint", "record_step"]
 

@@ -11,12 +11,15 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""DaGRPO configuration: the ``algorithm.dagrpo`` block and the policy-loss config.
+"""DaGRPO's settings: the ``algorithm.dagrpo`` block as frozen dataclasses (no verl).
 
 ``algorithm.dagrpo`` is read from verl's ``algorithm`` DictConfig, which verl hands
 to every advantage estimator. In a plain verl config the block does not exist, so
 users add it with ``+algorithm.dagrpo.delta=3`` (or use our trainer config, which
 declares it). Unknown keys and bad values raise a ``ValueError`` naming the key.
+
+The settings that live in verl's own config classes (the policy loss's ``off_policy_gamma``,
+verl's ``norm_adv_by_std_in_grpo`` default) are read in :mod:`dagrpo_verl.integration.config`.
 """
 
 from __future__ import annotations
@@ -26,17 +29,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from verl.trainer.config import AlgoConfig
-from verl.workers.config.actor import PolicyLossConfig
-
-from dagrpo_verl.fields import ALGORITHM_BLOCK, DAGRPO_LOSS_MODE
+from dagrpo_verl.fields import ALGORITHM_BLOCK
 
 __all__ = [
     "AnchorConfig",
     "DaGRPOConfig",
-    "DaGRPOPolicyLossConfig",
     "JudgeHealthConfig",
-    "advantage_settings",
     "dagrpo_config_from",
 ]
 
@@ -90,7 +88,8 @@ class AnchorConfig:
 
 @dataclass(frozen=True)
 class JudgeHealthConfig:
-    """``algorithm.dagrpo.judge_health``: training steps without judge scores (:mod:`dagrpo_verl.judge_health`).
+    """``algorithm.dagrpo.judge_health``: training steps without judge scores
+    (:mod:`dagrpo_verl.integration.judge_health`).
 
     A step in which more than ``max_missing_frac`` of the responses have no judge score logs a WARNING
     naming the judge endpoint; ``max_bad_steps`` such steps in a row stop the run. Defaults: a judge
@@ -176,52 +175,3 @@ def dagrpo_config_from(algorithm_config: Any | None) -> DaGRPOConfig:
     except ImportError:  # pragma: no cover - omegaconf is a dependency of verl
         pass
     return _build(DaGRPOConfig, dict(block), "algorithm.dagrpo")
-
-
-#: verl's default of ``algorithm.norm_adv_by_std_in_grpo`` (its ``AlgoConfig``), for an ``algorithm`` config without it.
-VERL_NORM_ADV_BY_STD_DEFAULT: bool = AlgoConfig.__dataclass_fields__["norm_adv_by_std_in_grpo"].default
-
-
-def advantage_settings(algorithm_config: Any | None) -> dict[str, Any]:
-    """The settings of :func:`dagrpo_verl.core.compute_dagrpo_outcome_advantage` in verl's ``algorithm`` config.
-
-    The one reader of them for every caller (the registered estimator, the trainer hooks): ``delta``,
-    ``rectification``, ``on_missing_score`` from ``algorithm.dagrpo`` (:func:`dagrpo_config_from`), and
-    ``norm_adv_by_std_in_grpo`` from verl's key, which is verl's default
-    (:data:`VERL_NORM_ADV_BY_STD_DEFAULT`, GRPO's std division) when the config lacks it, as for verl's own
-    ``grpo`` estimator. ``dagrpo_trainer.yaml`` sets it to false (Dr.GRPO, the paper's setting).
-
-    Returns:
-        keyword arguments for :func:`~dagrpo_verl.core.compute_dagrpo_outcome_advantage`.
-    """
-    settings = dagrpo_config_from(algorithm_config)
-    norm_by_std = VERL_NORM_ADV_BY_STD_DEFAULT
-    if algorithm_config is not None and hasattr(algorithm_config, "get"):
-        norm_by_std = algorithm_config.get("norm_adv_by_std_in_grpo", VERL_NORM_ADV_BY_STD_DEFAULT)
-    return {
-        "delta": float(settings.delta),
-        "rectification": settings.rectification,
-        "on_missing_score": settings.on_missing_score,
-        "norm_adv_by_std_in_grpo": bool(norm_by_std),
-    }
-
-
-@dataclass
-class DaGRPOPolicyLossConfig(PolicyLossConfig):
-    """``actor_rollout_ref.actor.policy_loss`` for DaGRPO.
-
-    Select it with ``actor_rollout_ref.actor.policy_loss._target_=dagrpo_verl.config.DaGRPOPolicyLossConfig``
-    (verl's ``PolicyLossConfig`` rejects unknown keys such as ``off_policy_gamma``).
-
-    Args:
-        off_policy_gamma (float): γ of LUFFY's policy shaping f(p) = p / (p + γ) on anchor tokens.
-    """
-
-    loss_mode: str = DAGRPO_LOSS_MODE
-    off_policy_gamma: float = 0.1
-
-    def __post_init__(self):
-        if not self.off_policy_gamma > 0:
-            raise ValueError(
-                f"actor_rollout_ref.actor.policy_loss.off_policy_gamma must be > 0, got {self.off_policy_gamma!r}."
-            )

@@ -13,7 +13,7 @@
 # limitations under the License.
 """Training-dynamics plots (the paper's Figures 2-3) from verl's logged metrics.
 
-``python -m dagrpo_verl.plot [LABEL=]RUN [[LABEL=]RUN ...] --out DIR``
+``python -m dagrpo_verl.eval.plot [LABEL=]RUN [[LABEL=]RUN ...] --out DIR``
 
 A RUN is a metrics file or a directory searched for one. Understood formats:
 
@@ -376,7 +376,7 @@ def _parse_run(spec: str) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Plot the given runs."""
-    parser = argparse.ArgumentParser(prog="python -m dagrpo_verl.plot", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m dagrpo_verl.eval.plot", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="[LABEL=]RUN", help="metrics file or run directory per run")
     parser.add_argument("--out", default="plots", help="output directory")
     parser.add_argument("--smooth", type=int, default=1, help="rolling-mean window in steps (raw curve shown faint)")

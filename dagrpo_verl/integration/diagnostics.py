@@ -27,9 +27,10 @@ quantities, with verl's functions, on the rows that the policy generated:
 * ``dagrpo/onpolicy/response_length/{mean,max}`` and ``dagrpo/onpolicy/response_length/clip_ratio``:
   the share of rollouts that reached the generation budget (``rollout.response_length``).
 
-The on-policy score mean is ``dagrpo/rollout_reward_mean`` (:func:`dagrpo_verl.core.compute_dagrpo_outcome_advantage`).
+The on-policy score mean is ``dagrpo/rollout_reward_mean``
+(:func:`dagrpo_verl.algo.core.compute_dagrpo_outcome_advantage`).
 
-:func:`first_run_report` (``python -m dagrpo_verl.diagnostics METRICS_FILE``, run by
+:func:`first_run_report` (``python -m dagrpo_verl.integration.diagnostics METRICS_FILE``, run by
 ``recipes/gpu_smoke.sh``) prints the metrics to check after the first steps on a new cluster
 next to their healthy values (:data:`FIRST_RUN_CHECKS`), and exits 1 when one is off.
 """
@@ -163,7 +164,7 @@ def first_run_report(
     """A text table of ``checks`` over the logged steps, and whether every logged value is healthy.
 
     Args:
-        rows: ``{step: {metric: value}}`` (e.g. from :func:`dagrpo_verl.plot.load_metrics`).
+        rows: ``{step: {metric: value}}`` (e.g. from :func:`dagrpo_verl.eval.plot.load_metrics`).
 
     Returns:
         ``(table, healthy)``. A metric missing in every step is listed as missing and counts as not
@@ -190,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The first-run checks of a training run's metrics file.")
     parser.add_argument("metrics", help="verl's file-logger output (VERL_FILE_LOGGER_PATH) or a run directory")
     args = parser.parse_args(argv)
-    from dagrpo_verl.plot import load_metrics
+    from dagrpo_verl.eval.plot import load_metrics
 
     frame = load_metrics(args.metrics)
     rows = {int(step): row.dropna().to_dict() for step, row in frame.iterrows()}

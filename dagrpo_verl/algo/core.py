@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""DaGRPO maths as pure functions over tensors (no verl trainer state, no I/O).
+"""DaGRPO maths as pure functions over tensors (no verl import, no trainer state, no I/O).
 
 Notation follows the paper (Xie et al., arXiv 2512.06337):
 
@@ -35,18 +35,19 @@ Notation follows the paper (Xie et al., arXiv 2512.06337):
   on-policy tokens use verl's clipped PPO surrogate (``vanilla``, dual clip
   included); anchor tokens maximise ``A · f(p)`` with ``f(p) = p / (p + γ)``,
   ``p = exp(log_prob)``, no clipping (behaviour probability taken as 1).
+  The reduction of the per-token loss matrix to a scalar is the caller's ``agg_loss``
+  (verl's ``core_algos.agg_loss`` in training, passed in by
+  :mod:`dagrpo_verl.integration.registration`), so every verl aggregation mode applies.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from verl.trainer.ppo.core_algos import agg_loss
-from verl.utils import torch_functional as verl_F
-from verl.utils.groupwise import as_torch_index
 
 from dagrpo_verl.fields import METRIC_PREFIX
 
@@ -64,14 +65,20 @@ __all__ = [
     "ANCHOR_TOKENS",
     "RESPONSE_TOKENS",
     "SUMMED_LOSS_METRICS",
+    "LossAggregator",
 ]
+
+#: Reduces a ``(bs, T)`` loss matrix over its ``(bs, T)`` mask to a scalar:
+#: ``agg_loss(loss_mat, loss_mask, loss_agg_mode, dp_size=1, batch_num_tokens=None, global_batch_size=None,
+#: loss_scale_factor=None)``, the signature of verl's ``core_algos.agg_loss`` (what training passes).
+LossAggregator = Callable[..., torch.Tensor]
 
 #: Per-micro-batch loss metrics that are sums (not means): Σ f(p) over anchor tokens, anchor
 #: tokens, response tokens. Every micro-batch emits all three, with or without anchors, so the
 #: metric keys never depend on the batch contents (verl's ``Metric.aggregate_dp`` needs the
 #: same number of values on every data-parallel rank). Ratios of their totals give the
 #: token-weighted ``anchor_token_frac`` and ``anchor_shaped_ratio_mean``
-#: (:func:`dagrpo_verl.losses.finish_loss_metrics`).
+#: (:func:`dagrpo_verl.integration.losses.finish_loss_metrics`).
 ANCHOR_SHAPED_RATIO_SUM = METRIC_PREFIX + "anchor_shaped_ratio_sum"
 ANCHOR_TOKENS = METRIC_PREFIX + "anchor_tokens"
 RESPONSE_TOKENS = METRIC_PREFIX + "response_tokens"
@@ -87,12 +94,24 @@ def group_ids_from_index(index: Any, device: torch.device | str | None = None) -
     """Map verl's group labels (``uid`` strings, ints, ...) to contiguous ids.
 
     Args:
-        index: ``(bs,)`` array-like of hashable group labels, any order.
+        index: ``(bs,)`` tensor, numpy array or sequence of hashable group labels, any order.
 
     Returns:
-        ``(bs,)`` ``torch.long`` tensor with values in ``0..num_groups-1``.
+        ``(bs,)`` ``torch.long`` tensor with values in ``0..num_groups-1`` (labels numbered in order
+        of first appearance; only equality of labels matters).
     """
-    return as_torch_index(index, device=device)
+    if isinstance(index, torch.Tensor):
+        return torch.unique(index.reshape(-1), return_inverse=True)[1].to(device=device, dtype=torch.long)
+    ids: dict[Any, int] = {}
+    labels = np.asarray(index, dtype=object).reshape(-1)
+    group_ids = [ids.setdefault(label, len(ids)) for label in labels.tolist()]
+    return torch.tensor(group_ids, dtype=torch.long, device=device)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over ``mask`` (same shape): ``Σ values·mask / (Σ mask + 1e-8)``, values outside the
+    mask (NaN included) ignored, as verl's ``masked_mean``."""
+    return (torch.where(mask.bool(), values, 0.0) * mask).sum() / (mask.sum() + 1e-8)
 
 
 def judge_scores_tensor(values: Any) -> torch.Tensor | None:
@@ -444,6 +463,8 @@ def compute_dagrpo_policy_loss(
     off_policy_gamma: float = 0.1,
     rollout_is_weights: torch.Tensor | None = None,
     global_batch_info: dict[str, Any] | None = None,
+    *,
+    agg_loss: LossAggregator,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Mixed policy loss: clipped PPO on rollout tokens, policy shaping on anchor tokens.
 
@@ -472,6 +493,8 @@ def compute_dagrpo_policy_loss(
         off_policy_gamma: γ of the shaping function f(p) = p / (p + γ).
         rollout_is_weights: ``(bs, T)`` rollout-correction weights for on-policy tokens, or None.
         global_batch_info: verl's ``config.global_batch_info`` (dp_size, batch_num_tokens, ...).
+        agg_loss: the :data:`LossAggregator` (verl's ``core_algos.agg_loss``); it receives
+            ``loss_agg_mode`` and the ``global_batch_info`` entries as keyword arguments.
 
     Returns:
         ``(loss, metrics)``: scalar loss and verl-style metrics (python floats). The
@@ -515,9 +538,9 @@ def compute_dagrpo_policy_loss(
         loss = loss + agg_loss(row_losses, row_mask, loss_agg_mode, **normalisers)
 
     metrics: dict[str, Any] = {
-        "actor/pg_clipfrac": verl_F.masked_mean(parts["clipped"], on_policy_mask).item(),
-        "actor/ppo_kl": verl_F.masked_mean(parts["neg_kl"], on_policy_mask).item(),
-        "actor/pg_clipfrac_lower": verl_F.masked_mean(parts["clipped_lower"], on_policy_mask).item(),
+        "actor/pg_clipfrac": _masked_mean(parts["clipped"], on_policy_mask).item(),
+        "actor/ppo_kl": _masked_mean(parts["neg_kl"], on_policy_mask).item(),
+        "actor/pg_clipfrac_lower": _masked_mean(parts["clipped_lower"], on_policy_mask).item(),
     }
     metrics[RESPONSE_TOKENS] = float(response_tokens.item())
     if anchors is None:

@@ -17,7 +17,7 @@ The rules, pure and in-process: :func:`grade` dispatches to :func:`grade_choice`
 (ARC-c, GPQA, MMLU-Pro: the option label the response commits to) or :func:`grade_math`
 (math-verify, after the normalisations below). Called directly they are *not* time-bounded
 off the main thread; the reward function and the evaluator call them through
-:mod:`dagrpo_verl.grading_pool`, which runs them in grading processes with a hard bound.
+:mod:`dagrpo_verl.grading.pool`, which runs them in grading processes with a hard bound.
 
 What is graded (:func:`answer_region`): the content of the last closed ``<answer>...</answer>``
 when the response has one, otherwise the response; with ``require_boxed`` only its last
@@ -64,7 +64,7 @@ __all__ = [
 MAX_GRADED_CHARS = 4000
 
 #: math-verify's own (signal-based) timeout for direct calls in a main thread. The grading
-#: processes of :mod:`dagrpo_verl.grading_pool` set it to None: they run their own deadline timer,
+#: processes of :mod:`dagrpo_verl.grading.pool` set it to None: they run their own deadline timer,
 #: which math-verify's ``signal.alarm`` calls would cancel.
 SIGNAL_TIMEOUT_S: int | None = 5
 

@@ -23,9 +23,9 @@ loads it) makes that call also run :func:`start_up_check`:
   then the check, which returns at once for a config that selects no DaGRPO part).
 
 :func:`start_up_check` runs every DaGRPO start-up check
-(:func:`dagrpo_verl.validation.validate_dagrpo_config`) and then refuses the DaGRPO parts the
+(:func:`dagrpo_verl.integration.validation.validate_dagrpo_config`) and then refuses the DaGRPO parts the
 installed verl cannot carry (:func:`check_stock_verl`, by capability,
-:mod:`dagrpo_verl.capabilities`), naming the cause and the two fixes: ``python -m
+:mod:`dagrpo_verl.integration.capabilities`), naming the cause and the two fixes: ``python -m
 dagrpo_verl.main`` with the same overrides (whose trainer hooks carry them on any verl 0.9.x),
 or verl with ``upstream/`` applied. ``python -m dagrpo_verl.main`` validates on its own and
 marks its ``validate_config`` call with :func:`dagrpo_trainer_hooks`, so the check does not
@@ -44,8 +44,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dagrpo_verl.capabilities import VerlCapabilities, verl_capabilities
 from dagrpo_verl.fields import DAGRPO_ESTIMATOR, DAGRPO_LOSS_MODE
+from dagrpo_verl.integration.capabilities import VerlCapabilities, verl_capabilities
 
 __all__ = [
     "ANCHOR_MANAGERS",
@@ -62,8 +62,11 @@ logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
 #: The anchor-mixing agent-loop managers (v1, legacy) and the group transform (verl with upstream/0006).
-ANCHOR_MANAGERS = ("dagrpo_verl.agent_loop.DaGRPOAgentLoopManagerTQ", "dagrpo_verl.agent_loop.DaGRPOAgentLoopManager")
-ANCHOR_MIXER = "dagrpo_verl.agent_loop.AnchorMixer"
+ANCHOR_MANAGERS = (
+    "dagrpo_verl.integration.agent_loop.DaGRPOAgentLoopManagerTQ",
+    "dagrpo_verl.integration.agent_loop.DaGRPOAgentLoopManager",
+)
+ANCHOR_MIXER = "dagrpo_verl.integration.agent_loop.AnchorMixer"
 _FIX = (
     "run `python -m dagrpo_verl.main` with the same overrides (its trainer hooks carry them on verl 0.9.x), "
     "or apply the patch series upstream/ to verl (docs/upstream.md)"
@@ -110,12 +113,12 @@ def check_stock_verl(config: DictConfig, capabilities: VerlCapabilities | None =
     """Refuse the DaGRPO parts that verl's own trainer cannot carry on this verl (no DaGRPO trainer hooks).
 
     Raises:
-        dagrpo_verl.validation.DaGRPOConfigError: naming what would not take effect, why, and the fixes.
+        dagrpo_verl.integration.validation.DaGRPOConfigError: naming what would not take effect, why, and the fixes.
     """
     from verl import __version__ as verl_version
 
-    from dagrpo_verl.config import dagrpo_config_from
-    from dagrpo_verl.validation import DaGRPOConfigError
+    from dagrpo_verl.algo.settings import dagrpo_config_from
+    from dagrpo_verl.integration.validation import DaGRPOConfigError
 
     caps = capabilities or verl_capabilities()
     settings = dagrpo_config_from(config.algorithm)
@@ -194,7 +197,7 @@ def start_up_check(config: DictConfig) -> None:
     """
     if _TRAINER_HOOKS.get() or not selects_dagrpo(config):
         return
-    from dagrpo_verl.validation import validate_dagrpo_config
+    from dagrpo_verl.integration.validation import validate_dagrpo_config
 
     validate_dagrpo_config(config)
     check_stock_verl(config)

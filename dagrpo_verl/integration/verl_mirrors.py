@@ -27,8 +27,8 @@ copies were last synced. ``tests/test_verl_mirrors_on_cpu.py`` fails, naming our
 verl's source differs, when a marker names a symbol verl does not have, and when the table holds a symbol
 no marker names. After re-syncing the copies with the new verl::
 
-    python -m dagrpo_verl.verl_mirrors --update     # rewrite the table from the installed verl
-    python -m dagrpo_verl.verl_mirrors              # report: markers, copied lines, problems
+    python -m dagrpo_verl.integration.verl_mirrors --update     # rewrite the table from the installed verl
+    python -m dagrpo_verl.integration.verl_mirrors              # report: markers, copied lines, problems
 """
 
 from __future__ import annotations
@@ -61,11 +61,11 @@ __all__ = [
     "verl_source",
 ]
 
-#: The package whose source is scanned for markers.
-PACKAGE_DIR = Path(__file__).resolve().parent
+#: The package whose source is scanned for markers (all of ``dagrpo_verl``, not only this folder).
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 #: Committed table: ``"<module>:<symbol>"`` -> sha256 of verl's normalised source of that symbol.
-FINGERPRINTS_FILE = PACKAGE_DIR / "verl_mirrors.json"
+FINGERPRINTS_FILE = Path(__file__).resolve().with_name("verl_mirrors.json")
 
 #: The verl version every marker names.
 VERL_VERSION = "0.9.1"
@@ -210,7 +210,7 @@ def check_mirrors(
         verl_version: the installed verl's version; markers naming another one are reported.
     """
     problems = []
-    update = f"then run `python -m dagrpo_verl.verl_mirrors --update` (rewrites {FINGERPRINTS_FILE.name})"
+    update = f"then run `python -m dagrpo_verl.integration.verl_mirrors --update` (rewrites {FINGERPRINTS_FILE.name})"
     for marker in markers:
         if verl_version is not None and marker.version != verl_version:
             problems.append(
@@ -261,7 +261,9 @@ def _installed_verl_version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: report the markers and problems (exit 1 on any), or ``--update`` the table from the installed verl."""
-    parser = argparse.ArgumentParser(prog="python -m dagrpo_verl.verl_mirrors", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m dagrpo_verl.integration.verl_mirrors", description=__doc__.split("\n")[0]
+    )
     parser.add_argument(
         "--update", action="store_true", help=f"rewrite {FINGERPRINTS_FILE.name} from the installed verl"
     )
