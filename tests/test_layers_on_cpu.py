@@ -99,6 +99,21 @@ def test_the_loss_config_target_resolves_to_the_integration_class():
         _ = dagrpo_verl.config.NoSuchConfig
 
 
+def test_the_settings_of_0_1_0_load_from_the_config_package_with_a_warning():
+    import dagrpo_verl.config
+    from dagrpo_verl.algo.settings import DaGRPOConfig
+    from dagrpo_verl.integration.config import advantage_settings
+
+    with pytest.warns(FutureWarning, match="moved to dagrpo_verl.algo.settings.DaGRPOConfig"):
+        from dagrpo_verl.config import DaGRPOConfig as old_settings
+    with pytest.warns(FutureWarning, match="moved to dagrpo_verl.integration.config.advantage_settings"):
+        from dagrpo_verl.config import advantage_settings as old_reader
+    assert old_settings is DaGRPOConfig and old_reader is advantage_settings
+    for name, home in dagrpo_verl.config.MOVED_NAMES.items():
+        with pytest.warns(FutureWarning):
+            assert getattr(dagrpo_verl.config, name) is getattr(__import__(home, fromlist=[name]), name)
+
+
 def test_the_plugin_entry_point_is_the_registration_module():
     (entry,) = [e for e in entry_points(group="verl.plugins") if e.name == "dagrpo"]
     from dagrpo_verl.integration import registration
