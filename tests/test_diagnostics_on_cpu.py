@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """``dagrpo_verl.integration.diagnostics.onpolicy_diagnostics`` on its own (the trainer hooks are tested in
-``tests/test_trainer_advantage.py``): anchors never move the on-policy numbers, absent inputs give
+``tests/test_trainer_advantage_on_cpu.py``): anchors never move the on-policy numbers, absent inputs give
 absent metrics, a batch without rollouts gives none."""
 
 from __future__ import annotations

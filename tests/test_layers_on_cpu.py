@@ -154,3 +154,8 @@ def test_start_up_compares_an_old_agent_loop_path_as_todays():
     other = OmegaConf.create({})
     OmegaConf.update(other, key, "my_pkg.agent_loop.Manager", force_add=True)
     assert _agent_loop_manager(other) == "my_pkg.agent_loop.Manager"
+
+
+def test_every_test_module_has_verls_cpu_test_name():
+    tests = Path(__file__).resolve().parent
+    assert sorted(p.name for p in tests.glob("test_*.py") if not p.name.endswith("_on_cpu.py")) == []

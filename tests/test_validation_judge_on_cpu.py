@@ -16,7 +16,7 @@
 Real: ``dagrpo_verl.reward.compute_score`` as verl's ``get_custom_reward_fn`` loads it from the composed
 ``dagrpo_trainer`` config, an OpenAI-compatible judge on 127.0.0.1 (``LocalJudgeServer``), math-verify
 grading, the start-up checks. The agent loops that set ``extra_info.is_validation`` are tested in
-``tests/test_agent_loop.py`` (``test_validation_makes_no_judge_call`` runs the whole path).
+``tests/test_agent_loop_on_cpu.py`` (``test_validation_makes_no_judge_call`` runs the whole path).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@
 Real: ``python -m dagrpo_verl.main --cfg job`` (hydra composes ``dagrpo_trainer.yaml`` on top
 of verl's ``ppo_trainer`` via ``hydra.searchpath``), hydra's compose API for the three use
 cases, and verl's ``omega_conf_to_dataclass`` on every block the workers instantiate.
-The recipes' full override sets are composed in ``tests/test_recipes.py``.
+The recipes' full override sets are composed in ``tests/test_recipes_on_cpu.py``.
 """
 
 from __future__ import annotations
